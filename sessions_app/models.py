@@ -1,0 +1,187 @@
+"""The data model: sessions with members, utterances, per-speaker recordings and batch jobs."""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+
+def new_share_token() -> str:
+    return secrets.token_urlsafe(24)
+
+
+class TranscriptionSession(models.Model):
+    """A meeting: its members stream their microphones, viewers follow the captions."""
+
+    class Status(models.TextChoices):
+        ACTIVE = "active", "Active"
+        CLOSED = "closed", "Closed"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    title = models.CharField(max_length=200)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="owned_sessions")
+    members = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, through="SessionMember", related_name="transcription_sessions"
+    )
+    language = models.CharField(max_length=12, default="auto", help_text='"auto" detects the language.')
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
+    share_token = models.CharField(max_length=64, unique=True, default=new_share_token, editable=False)
+    created_at = models.DateTimeField(default=timezone.now)
+    ended_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["owner", "-created_at"]),
+            models.Index(fields=["status", "-created_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return self.title
+
+    @property
+    def is_active(self) -> bool:
+        return self.status == self.Status.ACTIVE
+
+    def close(self) -> None:
+        if self.is_active:
+            self.status = self.Status.CLOSED
+            self.ended_at = timezone.now()
+            self.save(update_fields=["status", "ended_at"])
+
+
+class SessionMember(models.Model):
+    """Membership with a role: speakers may stream and read, viewers may only read."""
+
+    class Role(models.TextChoices):
+        SPEAKER = "speaker", "Speaker"
+        VIEWER = "viewer", "Viewer"
+
+    session = models.ForeignKey(TranscriptionSession, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=10, choices=Role.choices, default=Role.SPEAKER)
+    joined_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["session", "user"], name="one_membership_per_user")]
+        indexes = [models.Index(fields=["user", "role"])]
+
+    def __str__(self) -> str:
+        return f"{self.user} ({self.role}) in {self.session}"
+
+
+class Utterance(models.Model):
+    """One finished utterance of one speaker; times are on that speaker's stream clock."""
+
+    session = models.ForeignKey(TranscriptionSession, on_delete=models.CASCADE, related_name="utterances")
+    speaker = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="utterances")
+    sequence = models.PositiveIntegerField(help_text="Order of arrival within the session.")
+    start_s = models.FloatField()
+    end_s = models.FloatField()
+    text = models.TextField(help_text="What the engine heard; never edited.")
+    words = models.JSONField(default=list, blank=True, help_text="[{word, start, end, probability}]")
+    language = models.CharField(max_length=12, blank=True)
+    confidence = models.FloatField(null=True, blank=True)
+    model_name = models.CharField(max_length=100, blank=True)
+    corrected_text = models.TextField(blank=True, help_text="A reviewer's correction; the original stays.")
+    corrected_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    corrected_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["session", "sequence"]
+        constraints = [
+            models.UniqueConstraint(fields=["session", "sequence"], name="unique_sequence_per_session"),
+            models.CheckConstraint(condition=models.Q(end_s__gte=models.F("start_s")), name="end_after_start"),
+        ]
+        indexes = [
+            models.Index(fields=["session", "start_s"]),
+            models.Index(fields=["session", "speaker", "start_s"]),
+        ]
+
+    def __str__(self) -> str:
+        return self.display_text[:80]
+
+    @property
+    def display_text(self) -> str:
+        return self.corrected_text or self.text
+
+    def correct(self, text: str, by) -> None:
+        self.corrected_text = text
+        self.corrected_by = by
+        self.corrected_at = timezone.now()
+        self.save(update_fields=["corrected_text", "corrected_by", "corrected_at"])
+
+
+def recording_path(instance: AudioRecording, filename: str) -> str:
+    return f"recordings/{instance.session_id}/{filename}"
+
+
+class AudioRecording(models.Model):
+    """A speaker's audio in a session: one WAV file that every stream of theirs appends to."""
+
+    session = models.ForeignKey(TranscriptionSession, on_delete=models.CASCADE, related_name="recordings")
+    speaker = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="recordings")
+    file = models.FileField(upload_to=recording_path, max_length=300)
+    sample_rate = models.PositiveIntegerField(default=16000)
+    duration_s = models.FloatField(default=0.0)
+    size_bytes = models.BigIntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["session", "speaker"], name="one_recording_per_speaker")]
+
+    def __str__(self) -> str:
+        return f"{self.speaker} in {self.session} ({self.duration_s:.1f} s)"
+
+
+def upload_path(instance: BatchJob, filename: str) -> str:
+    return f"uploads/{instance.owner_id}/{instance.id}/{filename}"
+
+
+class BatchJob(models.Model):
+    """A file uploaded over REST and transcribed by a Celery worker."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="batch_jobs")
+    upload = models.FileField(upload_to=upload_path, max_length=300)
+    original_filename = models.CharField(max_length=255, blank=True)
+    size_bytes = models.BigIntegerField(default=0)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    progress = models.PositiveSmallIntegerField(default=0, help_text="0 to 100")
+    language = models.CharField(max_length=12, default="auto")
+    detected_language = models.CharField(max_length=12, blank=True)
+    model_name = models.CharField(max_length=100, blank=True)
+    audio_duration_s = models.FloatField(null=True, blank=True)
+    error_code = models.CharField(max_length=40, blank=True)
+    error_message = models.TextField(blank=True)
+    segments = models.JSONField(default=list, blank=True, help_text="[{start, end, text, words}]")
+    corrected_text = models.TextField(blank=True, help_text="A reviewer's correction; the segments stay.")
+    task_id = models.CharField(max_length=255, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True, help_text="Last progress report of the worker.")
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["owner", "-created_at"]),
+            models.Index(fields=["status", "heartbeat_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.original_filename or self.id} ({self.status})"

@@ -1,0 +1,11 @@
+from django.urls import path
+
+from sessions_app import views
+
+urlpatterns = [
+    path("", views.session_list, name="session-list"),
+    path("sessions/<uuid:session_id>/members/", views.add_member, name="session-add-member"),
+    path("sessions/<uuid:session_id>/close/", views.close_session, name="session-close"),
+    path("recordings/<int:recording_id>/audio", views.recording_audio, name="recording-audio"),
+    path("jobs/<uuid:job_id>/audio", views.job_audio, name="job-audio"),
+]
