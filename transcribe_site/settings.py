@@ -7,6 +7,7 @@ and ``REDIS_URL`` for the scaled deployment. ``.env.example`` lists every variab
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import dj_database_url
@@ -71,7 +72,10 @@ TEMPLATES = [
 ]
 
 # Database: SQLite file by default, anything dj-database-url understands otherwise.
-DATABASE_URL = env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'db.sqlite3'}")
+DATABASE_URL = env_str("DATABASE_URL")
+if not DATABASE_URL:
+    VAR_DIR.mkdir(parents=True, exist_ok=True)  # the embedded SQLite file lives here
+    DATABASE_URL = f"sqlite:///{VAR_DIR / 'db.sqlite3'}"
 try:
     DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 0))}
 except (ValueError, KeyError) as exc:
@@ -79,6 +83,9 @@ except (ValueError, KeyError) as exc:
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Several processes (daphne, the Celery worker) write to one file: wait rather than fail.
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+    # Tests that use a real Celery worker need a test database another process can open:
+    # a file (per test process, so parallel runs do not collide), not SQLite's in-memory one.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-db-{os.getpid()}.sqlite3")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Redis: one URL switches the channel layer and the Celery broker to the scaled mode.
@@ -116,6 +123,10 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 3 * 3600, minimum=10)
 CELERY_TASK_SOFT_TIME_LIMIT = max(CELERY_TASK_TIME_LIMIT - 60, 5)
+if REDIS_URL:
+    # With late acks Redis redelivers a task not acked within the visibility timeout (1 h by
+    # default): keep it above the time limit so a long job is never run twice at once.
+    CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"] = CELERY_TASK_TIME_LIMIT + 600
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -183,6 +194,13 @@ STT_MAX_FRAME_BYTES = env_int("STT_MAX_FRAME_BYTES", 64 * 1024, minimum=320)
 # Limits of batch uploads.
 UPLOAD_MAX_BYTES = env_int("UPLOAD_MAX_BYTES", 500 * 1024 * 1024, minimum=1024)
 UPLOAD_MAX_SECONDS = env_int("UPLOAD_MAX_SECONDS", 4 * 3600, minimum=1)
+# Batch jobs: the Celery queue they go to, the batch decoder's options, and when a running job
+# whose worker stopped sending heartbeats is failed with WORKER_LOST (sessions_app/jobs.py).
+BATCH_QUEUE = env_str("BATCH_QUEUE", "celery")
+STT_BATCH_BEAM_SIZE = env_int("STT_BATCH_BEAM_SIZE", 5, minimum=1, maximum=10)
+STT_BATCH_CPU_THREADS = env_int("STT_BATCH_CPU_THREADS", 0, minimum=0, maximum=64)
+BATCH_HEARTBEAT_S = env_int("BATCH_HEARTBEAT_S", 30, minimum=1)
+BATCH_STALE_AFTER_S = env_int("BATCH_STALE_AFTER_S", 300, minimum=10)
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 
