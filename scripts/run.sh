@@ -12,4 +12,4 @@ PORT=${PORT:-8000}
 WORKER_PID=$!
 trap 'kill $WORKER_PID 2>/dev/null || true' EXIT INT TERM
 echo "Serving on http://$HOST:$PORT/ (Ctrl-C stops the server and the worker)"
-.venv/bin/daphne -b "$HOST" -p "$PORT" transcribe_site.asgi:application
+.venv/bin/daphne --application-close-timeout 60 -b "$HOST" -p "$PORT" transcribe_site.asgi:application

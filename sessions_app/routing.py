@@ -2,4 +2,11 @@
 
 from __future__ import annotations
 
-websocket_urlpatterns: list = []
+from django.urls import path
+
+from sessions_app.consumers import CaptionConsumer, StreamConsumer
+
+websocket_urlpatterns = [
+    path("ws/sessions/<uuid:session_id>/stream/", StreamConsumer.as_asgi()),
+    path("ws/sessions/<uuid:session_id>/captions/", CaptionConsumer.as_asgi()),
+]

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from channels.db import database_sync_to_async
 from channels.middleware import BaseMiddleware
+from channels.security.websocket import OriginValidator
+from django.conf import settings
 
 
 @database_sync_to_async
@@ -28,3 +30,20 @@ class TokenAuthMiddleware(BaseMiddleware):
             if user is not None:
                 scope = dict(scope, user=user)
         return await super().__call__(scope, receive, send)
+
+
+class NonBrowserFriendlyOriginValidator(OriginValidator):
+    """Channels' ``AllowedHostsOriginValidator``, except that a handshake with no Origin passes.
+
+    Browsers always send Origin, so pages of other sites are still refused; API clients
+    (which authenticate with a token, never with a browser's cookies) usually send none.
+    """
+
+    def __init__(self, application) -> None:
+        allowed_hosts = settings.ALLOWED_HOSTS
+        if settings.DEBUG and not allowed_hosts:
+            allowed_hosts = ["localhost", "127.0.0.1", "[::1]"]
+        super().__init__(application, allowed_hosts)
+
+    def valid_origin(self, parsed_origin) -> bool:
+        return parsed_origin is None or super().valid_origin(parsed_origin)

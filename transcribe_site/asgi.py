@@ -12,16 +12,20 @@ django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+from django.conf import settings  # noqa: E402
 
+from sessions_app.engine_hosting import start_warming  # noqa: E402
 from sessions_app.routing import websocket_urlpatterns  # noqa: E402
-from sessions_app.ws_auth import TokenAuthMiddleware  # noqa: E402
+from sessions_app.ws_auth import NonBrowserFriendlyOriginValidator, TokenAuthMiddleware  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(
+        "websocket": NonBrowserFriendlyOriginValidator(
             AuthMiddlewareStack(TokenAuthMiddleware(URLRouter(websocket_urlpatterns)))
         ),
     }
 )
+
+if settings.STT_WARM_ON_START:
+    start_warming()

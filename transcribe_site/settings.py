@@ -190,6 +190,9 @@ STT_MAX_STREAMS_PER_USER = env_int("STT_MAX_STREAMS_PER_USER", 2, minimum=1)
 STT_MAX_SESSION_S = env_int("STT_MAX_SESSION_S", 4 * 3600, minimum=10)
 STT_IDLE_TIMEOUT_S = env_int("STT_IDLE_TIMEOUT_S", 120, minimum=5)
 STT_MAX_FRAME_BYTES = env_int("STT_MAX_FRAME_BYTES", 64 * 1024, minimum=320)
+STT_MAX_AUDIO_SPEED = env_float("STT_MAX_AUDIO_SPEED", 2.0, minimum=1.0)  # x real time, after the burst
+STT_AUDIO_BURST_S = env_float("STT_AUDIO_BURST_S", 5.0, minimum=0.0)  # audio a client may send ahead
+STT_WARM_ON_START = env_bool("STT_WARM_ON_START", True)  # load engines when the ASGI app starts
 
 # Limits of batch uploads.
 UPLOAD_MAX_BYTES = env_int("UPLOAD_MAX_BYTES", 500 * 1024 * 1024, minimum=1024)

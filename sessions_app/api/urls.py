@@ -1,3 +1,16 @@
 from django.urls import path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.routers import DefaultRouter
 
-urlpatterns: list = []
+from sessions_app.api.views import BatchJobViewSet, SessionViewSet
+
+router = DefaultRouter()
+router.trailing_slash = "/?"  # /api/jobs/{id}/transcript and .../transcript/ both work
+router.register("jobs", BatchJobViewSet, basename="api-job")
+router.register("sessions", SessionViewSet, basename="api-session")
+
+urlpatterns = [
+    path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    *router.urls,
+]

@@ -1,0 +1,229 @@
+"""Streaming engine benchmark: latency, accuracy and cost of stt_engine on the dev clips.
+
+Every clip is streamed through a :class:`stt_engine.StreamingSession` at real-time pace on a
+simulated clock: a chunk of ``--chunk-ms`` becomes available when its last sample would have
+been spoken, the engine starts on it when it is free, and the clock advances by the measured
+compute time, so a slow decode delays everything queued behind it exactly as in a live
+stream. Each clip gets 0.5 s of silence before it and 1.5 s after (so the VAD closes).
+
+Measured (seconds): speech onset -> first partial; partial lag (when a partial is shown minus
+the stream time of the audio it covers); end of speech -> final of the clip's last utterance
+(including the post-speech silence window); CPU seconds per second of audio streamed; peak
+RSS of the process (models + session, i.e. one engine process). Final WER is printed beside
+the WER of plain offline faster-whisper base (int8, beam 5) on the same clips.
+
+Usage::
+
+    python bench/engine_bench.py [--manifest DIR] [--limit N] [--json PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import jiwer
+from whisper_normalizer.english import EnglishTextNormalizer
+
+from stt_engine import EngineConfig, StreamingSession, events, load_models
+from stt_engine.model_files import resolve_model_path
+
+__all__ = ["ClipResult", "main", "run_clip"]
+
+SR = 16000
+LEAD_S = 0.5
+TAIL_S = 1.5
+DEFAULT_MANIFEST = Path(__file__).resolve().parents[2] / "shared" / "audio" / "dev"
+
+
+@dataclass
+class ClipResult:
+    """Measurements of one streamed clip."""
+
+    name: str
+    duration_s: float
+    reference: str
+    final_text: str
+    offline_text: str = ""
+    first_partial_s: float | None = None
+    final_latency_s: float | None = None
+    partial_lags: list[float] = field(default_factory=list)
+    cpu_s: float = 0.0
+    fed_s: float = 0.0
+    finals: int = 0
+
+
+def _speech_bounds(audio: np.ndarray) -> tuple[float, float]:
+    """First and last 20 ms frame whose RMS is within 35 dB of the clip's loudest frame."""
+    frame = SR // 50
+    n = len(audio) // frame
+    rms = np.sqrt(np.mean(audio[: n * frame].astype(np.float64).reshape(n, frame) ** 2, axis=1) + 1e-12)
+    active = np.nonzero(rms >= rms.max() * 10 ** (-35 / 20))[0]
+    return float(active[0] * frame / SR), float((active[-1] + 1) * frame / SR)
+
+
+def run_clip(
+    session: StreamingSession, audio: np.ndarray, chunk_ms: int
+) -> tuple[list[tuple[float, events.Event]], float]:
+    """Stream int16 ``audio`` on the simulated clock.
+
+    Returns:
+        ``[(time shown, event)]`` and the CPU seconds the process spent.
+    """
+    step = SR * chunk_ms // 1000
+    clock = 0.0
+    shown: list[tuple[float, events.Event]] = []
+    cpu0 = time.process_time()
+    for i in range(0, len(audio), step):
+        chunk = audio[i : i + step]
+        available = (i + len(chunk)) / SR
+        clock = max(clock, available)
+        started = time.perf_counter()
+        out = session.feed(chunk.tobytes())
+        clock += time.perf_counter() - started
+        shown += [(clock, e) for e in out]
+    started = time.perf_counter()
+    out = session.stop()
+    clock += time.perf_counter() - started
+    shown += [(clock, e) for e in out]
+    return shown, time.process_time() - cpu0
+
+
+def _p(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    return float(np.percentile(values, q))
+
+
+def _fmt(value: float | None) -> str:
+    return "   -  " if value is None else f"{value:6.2f}"
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Run the benchmark; print a table and the summary JSON.
+
+    Returns:
+        The summary dict (also written to ``--json`` when given).
+    """
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--manifest", type=Path, default=DEFAULT_MANIFEST, help="folder with manifest.jsonl")
+    parser.add_argument("--limit", type=int, default=0, help="only the first N clips")
+    parser.add_argument("--json", type=Path, help="write the summary here")
+    parser.add_argument("--chunk-ms", type=int, default=40)
+    parser.add_argument("--cpu-threads", type=int, default=2)
+    parser.add_argument("--only", default="", help="only clips whose file name contains this")
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="override an EngineConfig field (repeatable), e.g. --set beam_size=3")
+    parser.add_argument("--no-offline", action="store_true", help="skip the offline base WER")
+    args = parser.parse_args(argv)
+
+    folder = args.manifest if args.manifest.is_dir() else args.manifest.parent
+    rows = [json.loads(line) for line in (folder / "manifest.jsonl").read_text().splitlines() if line.strip()]
+    rows = [row for row in rows if args.only in row["audio"]]
+    if args.limit:
+        rows = rows[: args.limit]
+    overrides = {}
+    for item in args.set:
+        key, _, value = item.partition("=")
+        try:
+            overrides[key] = json.loads(value)
+        except json.JSONDecodeError:
+            overrides[key] = value
+    config = EngineConfig(cpu_threads=args.cpu_threads, **overrides).validate()
+    models = load_models(config)
+    normalize = EnglishTextNormalizer()
+
+    results: list[ClipResult] = []
+    totals = {"speculative_hits": 0, "speculative_misses": 0, "partial_decodes": 0, "final_decodes": 0}
+    for row in rows:
+        audio, rate = sf.read(str(folder / row["audio"]), dtype="int16")
+        if rate != SR:
+            raise SystemExit(f"{row['audio']}: expected 16 kHz, got {rate}")
+        onset, speech_end = _speech_bounds(audio)
+        padded = np.concatenate([np.zeros(int(LEAD_S * SR), np.int16), audio, np.zeros(int(TAIL_S * SR), np.int16)])
+        session = StreamingSession(config, sample_rate=SR, language="en", models=models)
+        shown, cpu = run_clip(session, padded, args.chunk_ms)
+        for key in totals:
+            totals[key] += getattr(session.stats, key)
+        finals = [(t, e) for t, e in shown if isinstance(e, events.Final)]
+        partials = [(t, e) for t, e in shown if isinstance(e, events.PartialUpdate)]
+        result = ClipResult(
+            name=row["audio"],
+            duration_s=len(audio) / SR,
+            reference=row["text"],
+            final_text=" ".join(e.text for _, e in finals),
+            cpu_s=cpu,
+            fed_s=len(padded) / SR,
+            finals=len(finals),
+        )
+        first_text = [t for t, e in shown if isinstance(e, events.PartialUpdate | events.Final)]
+        if first_text:
+            result.first_partial_s = first_text[0] - (LEAD_S + onset)
+        if finals:
+            result.final_latency_s = finals[-1][0] - (LEAD_S + speech_end)
+        result.partial_lags = [t - e.at for t, e in partials]
+        results.append(result)
+        print(f"  streamed {row['audio']:<48} {result.duration_s:6.1f}s finals={result.finals} "
+              f"first={_fmt(result.first_partial_s)} final_lat={_fmt(result.final_latency_s)}", flush=True)
+    peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+    offline_wer = None
+    if not args.no_offline:
+        from faster_whisper import WhisperModel
+
+        offline = WhisperModel(str(resolve_model_path("base")), device="cpu", compute_type="int8",
+                               cpu_threads=args.cpu_threads)
+        for result in results:
+            segments, _ = offline.transcribe(str(folder / result.name), beam_size=5, language="en")
+            result.offline_text = " ".join(s.text.strip() for s in segments)
+        offline_wer = jiwer.wer([normalize(r.reference) for r in results],
+                                [normalize(r.offline_text) or "<empty>" for r in results])
+
+    final_wer = jiwer.wer([normalize(r.reference) for r in results],
+                          [normalize(r.final_text) or "<empty>" for r in results])
+    print()
+    print(f"{'clip':<48} {'dur':>6} {'WER':>6} {'offWER':>6} {'first':>6} {'final':>6} {'lag':>6}")
+    for r in results:
+        wer = jiwer.wer(normalize(r.reference), normalize(r.final_text) or "<empty>")
+        off = jiwer.wer(normalize(r.reference), normalize(r.offline_text) or "<empty>") if r.offline_text else None
+        print(f"{r.name:<48} {r.duration_s:6.1f} {wer:6.3f} {_fmt(off)} {_fmt(r.first_partial_s)} "
+              f"{_fmt(r.final_latency_s)} {_fmt(_p(r.partial_lags, 50))}")
+    first = [r.first_partial_s for r in results if r.first_partial_s is not None]
+    final_lat = [r.final_latency_s for r in results if r.final_latency_s is not None]
+    lags = [lag for r in results for lag in r.partial_lags]
+    summary = {
+        "final_wer": round(final_wer, 4),
+        "offline_wer": None if offline_wer is None else round(offline_wer, 4),
+        "first_partial_p50": _p(first, 50),
+        "partial_lag_p50": _p(lags, 50),
+        "partial_lag_p95": _p(lags, 95),
+        "final_latency_p50": _p(final_lat, 50),
+        "final_latency_p95": _p(final_lat, 95),
+        "cpu_s_per_audio_s": round(sum(r.cpu_s for r in results) / sum(r.fed_s for r in results), 4),
+        "peak_rss_mb": round(peak_rss_mb, 1),
+        "clips": len(results),
+        "audio_s": round(sum(r.duration_s for r in results), 1),
+        "cpu_count": os.cpu_count(),
+        **totals,
+    }
+    summary = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in summary.items()}
+    print()
+    print(json.dumps(summary, indent=2))
+    if args.json:
+        args.json.write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,99 @@
+"""Serializers of the REST API."""
+
+from __future__ import annotations
+
+from django.urls import reverse
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from sessions_app.access import role_in_session
+from sessions_app.jobs import allowed_models
+from sessions_app.models import BatchJob, TranscriptionSession, Utterance
+
+
+class BatchJobSerializer(serializers.ModelSerializer):
+    model = serializers.CharField(source="model_name", read_only=True)
+    transcript_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = BatchJob
+        fields = [
+            "id", "status", "progress", "original_filename", "size_bytes", "language", "detected_language",
+            "model", "audio_duration_s", "error_code", "error_message", "created_at", "started_at",
+            "heartbeat_at", "finished_at", "transcript_url",
+        ]  # fmt: skip
+        read_only_fields = fields
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_transcript_url(self, job: BatchJob) -> str | None:
+        if job.status != BatchJob.Status.DONE:
+            return None
+        return reverse("api-job-transcript", args=[job.pk])
+
+
+class BatchJobCreateSerializer(serializers.Serializer):
+    file = serializers.FileField(required=False, allow_empty_file=True, help_text="The audio file (any common format).")
+    language = serializers.CharField(required=False, default="auto", max_length=12)
+    model = serializers.ChoiceField(choices=[], required=False)
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["model"].choices = allowed_models()
+
+    def validate_language(self, value: str) -> str:
+        value = value.strip().lower() or "auto"
+        if value != "auto" and not (value.isalpha() and 2 <= len(value) <= 3):
+            raise serializers.ValidationError('Use "auto" or a language code such as "en".')
+        return value
+
+
+class SessionSerializer(serializers.ModelSerializer):
+    owner = serializers.CharField(source="owner.get_username", read_only=True)
+    role = serializers.SerializerMethodField()
+    share_token = serializers.SerializerMethodField()
+
+    class Meta:
+        model = TranscriptionSession
+        fields = ["id", "title", "language", "status", "owner", "role", "share_token", "created_at", "ended_at"]
+        read_only_fields = ["id", "status", "owner", "role", "share_token", "created_at", "ended_at"]
+
+    def _user(self):
+        request = self.context.get("request")
+        return request.user if request else None
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_role(self, session: TranscriptionSession) -> str | None:
+        user = self._user()
+        return role_in_session(user, session) if user else None
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_share_token(self, session: TranscriptionSession) -> str | None:
+        user = self._user()
+        return session.share_token if user is not None and session.owner_id == user.pk else None
+
+
+class UtteranceSerializer(serializers.ModelSerializer):
+    speaker = serializers.CharField(source="speaker.get_username", read_only=True)
+    corrected_by = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Utterance
+        fields = [
+            "id", "sequence", "speaker", "speaker_id", "start_s", "end_s", "text", "corrected_text",
+            "display_text", "words", "language", "confidence", "model_name", "corrected_by", "corrected_at",
+            "created_at",
+        ]  # fmt: skip
+        read_only_fields = [f for f in fields if f != "corrected_text"]
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_corrected_by(self, utterance: Utterance) -> str | None:
+        return utterance.corrected_by.get_username() if utterance.corrected_by_id else None
+
+
+class UtteranceCorrectionSerializer(serializers.Serializer):
+    corrected_text = serializers.CharField(allow_blank=True, trim_whitespace=True, max_length=20000)
+
+
+class ErrorSerializer(serializers.Serializer):
+    code = serializers.CharField()
+    error = serializers.CharField()

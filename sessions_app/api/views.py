@@ -1,0 +1,214 @@
+"""REST endpoints: thin views over sessions_app.access, .actions, .jobs, .uploads and .exports."""
+
+from __future__ import annotations
+
+from django.http import HttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import PermissionDenied
+from rest_framework.negotiation import BaseContentNegotiation
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.throttling import ScopedRateThrottle
+
+from sessions_app import access, exports
+from sessions_app.actions import do_create_session
+from sessions_app.api.filters import BadFilterError, filter_utterances
+from sessions_app.api.serializers import (
+    BatchJobCreateSerializer,
+    BatchJobSerializer,
+    ErrorSerializer,
+    SessionSerializer,
+    UtteranceCorrectionSerializer,
+    UtteranceSerializer,
+)
+from sessions_app.file_responses import ranged_file_response
+from sessions_app.jobs import do_create_job, do_delete_job, fail_stale_jobs
+from sessions_app.models import BatchJob, SessionMember, Utterance
+from sessions_app.uploads import UploadRejectedError, check_upload
+
+FORMAT_PARAM = OpenApiParameter("format", str, enum=list(exports.FORMATS), default="json", description="Export format.")
+
+
+def error_response(code: str, error: str, http_status: int = status.HTTP_400_BAD_REQUEST) -> Response:
+    return Response({"code": code, "error": error}, status=http_status)
+
+
+class IgnoreFormatNegotiation(BaseContentNegotiation):
+    """``?format=srt`` names an export format here, not a DRF renderer: always answer JSON errors."""
+
+    def select_parser(self, request, parsers):
+        return parsers[0] if parsers else None
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        return renderers[0], renderers[0].media_type
+
+
+def export_response(export: exports.Export, download: bool) -> HttpResponse:
+    response = HttpResponse(export.content, content_type=export.content_type)
+    disposition = "attachment" if download else "inline"
+    response["Content-Disposition"] = f'{disposition}; filename="{export.filename}"'
+    return response
+
+
+def _export_format(request: Request) -> str | None:
+    fmt = (request.query_params.get("format") or "json").lower()
+    return fmt if fmt in exports.FORMATS else None
+
+
+class BatchJobViewSet(
+    mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet
+):
+    """Batch transcription jobs of the requesting user."""
+
+    serializer_class = BatchJobSerializer
+    parser_classes = [MultiPartParser, FormParser, JSONParser]
+    throttle_scope = "uploads"
+
+    def get_queryset(self):
+        return access.jobs_visible_to(self.request.user)
+
+    def get_object(self) -> BatchJob:
+        return access.access_job(self.request.user, self.kwargs["pk"])
+
+    def get_throttles(self):
+        return [ScopedRateThrottle()] if self.action == "create" else super().get_throttles()
+
+    def list(self, request: Request, *args, **kwargs) -> Response:
+        fail_stale_jobs()
+        return super().list(request, *args, **kwargs)
+
+    def retrieve(self, request: Request, *args, **kwargs) -> Response:
+        fail_stale_jobs()
+        return super().retrieve(request, *args, **kwargs)
+
+    @extend_schema(
+        request={"multipart/form-data": BatchJobCreateSerializer},
+        responses={202: BatchJobSerializer, 400: ErrorSerializer, 429: OpenApiResponse(description="Throttled")},
+    )
+    def create(self, request: Request) -> Response:
+        """Upload an audio file; answers 202 with the queued job."""
+        form = BatchJobCreateSerializer(data=request.data)
+        if not form.is_valid():
+            field, problems = next(iter(form.errors.items()))
+            return error_response("BAD_REQUEST", f"{field}: {' '.join(str(p) for p in problems)}")
+        upload = form.validated_data.get("file")
+        try:
+            duration = check_upload(upload)
+        except UploadRejectedError as exc:
+            return error_response(exc.code, exc.error)
+        job = do_create_job(
+            request.user,
+            upload,
+            duration_s=duration,
+            language=form.validated_data["language"],
+            model=form.validated_data.get("model", ""),
+        )
+        return Response(BatchJobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
+
+    def perform_destroy(self, instance: BatchJob) -> None:
+        do_delete_job(instance)
+
+    @extend_schema(
+        parameters=[FORMAT_PARAM],
+        responses={
+            (200, "application/json"): OpenApiTypes.OBJECT,
+            (200, "text/plain"): OpenApiTypes.STR,
+            409: ErrorSerializer,
+        },
+    )
+    @action(detail=True, methods=["get"], url_path="transcript", url_name="transcript",
+            content_negotiation_class=IgnoreFormatNegotiation)  # fmt: skip
+    def transcript(self, request: Request, pk=None) -> HttpResponse:
+        """The transcript of a finished job as JSON, TXT, SRT or WebVTT (409 while it is not done)."""
+        job = self.get_object()
+        fmt = _export_format(request)
+        if fmt is None:
+            return error_response("BAD_FORMAT", f"format must be one of {', '.join(exports.FORMATS)}.")
+        if job.status == BatchJob.Status.FAILED:
+            return error_response("JOB_FAILED", f"The job failed: {job.error_code}.", status.HTTP_409_CONFLICT)
+        if job.status != BatchJob.Status.DONE:
+            return error_response(
+                "JOB_NOT_DONE", f"The job is {job.status} ({job.progress}%); try again later.", status.HTTP_409_CONFLICT
+            )
+        return export_response(exports.export_job(job, fmt), request.query_params.get("download") == "1")
+
+    @extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY})
+    @action(detail=True, methods=["get"], url_path="audio", url_name="audio")
+    def audio(self, request: Request, pk=None) -> HttpResponse:
+        """The uploaded file (supports Range requests)."""
+        job = self.get_object()
+        return ranged_file_response(request._request, job.upload.path)
+
+
+class SessionViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin,
+                     viewsets.GenericViewSet):  # fmt: skip
+    """Live sessions the requesting user owns or is a member of."""
+
+    serializer_class = SessionSerializer
+
+    def get_queryset(self):
+        return access.sessions_visible_to(self.request.user).select_related("owner")
+
+    def get_object(self):
+        return access.access_session(self.request.user, self.kwargs["pk"])
+
+    def perform_create(self, serializer: SessionSerializer) -> None:
+        data = serializer.validated_data
+        serializer.instance = do_create_session(self.request.user, data["title"], data.get("language", "auto"))
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("speaker", str, description="Username or user id."),
+            OpenApiParameter("start_after", float, description="Utterances starting at or after (s)."),
+            OpenApiParameter("end_before", float, description="Utterances ending at or before (s)."),
+            OpenApiParameter("search", str, description="Text in the original or corrected text."),
+        ],
+        responses={200: UtteranceSerializer(many=True)},
+    )
+    @action(detail=True, methods=["get"], url_path="utterances", url_name="utterances")
+    def utterances(self, request: Request, pk=None) -> Response:
+        """The session's utterances in order, paginated and filtered."""
+        session = self.get_object()
+        queryset = session.utterances.select_related("speaker", "corrected_by").order_by("sequence")
+        try:
+            queryset = filter_utterances(queryset, request.query_params)
+        except BadFilterError as exc:
+            return error_response("BAD_FILTER", str(exc))
+        page = self.paginate_queryset(queryset)
+        return self.get_paginated_response(UtteranceSerializer(page, many=True).data)
+
+    @extend_schema(request=UtteranceCorrectionSerializer, responses={200: UtteranceSerializer, 403: ErrorSerializer})
+    @action(detail=True, methods=["get", "patch"], url_path=r"utterances/(?P<utterance_id>\d+)",
+            url_name="utterance")  # fmt: skip
+    def utterance(self, request: Request, pk=None, utterance_id: str = "") -> Response:
+        """Read one utterance, or correct it (speakers and the owner; the original text is kept)."""
+        session = self.get_object()
+        utterance = (
+            Utterance.objects.select_related("speaker", "corrected_by")
+            .filter(session=session, pk=int(utterance_id))
+            .first()
+        )
+        if utterance is None:
+            return error_response("NOT_FOUND", "No such utterance.", status.HTTP_404_NOT_FOUND)
+        if request.method == "PATCH":
+            if access.role_in_session(request.user, session) != SessionMember.Role.SPEAKER:
+                raise PermissionDenied("Only the session's speakers may correct its transcript.")
+            form = UtteranceCorrectionSerializer(data=request.data)
+            form.is_valid(raise_exception=True)
+            utterance.correct(form.validated_data["corrected_text"], request.user)
+        return Response(UtteranceSerializer(utterance).data)
+
+    @extend_schema(parameters=[FORMAT_PARAM], responses={(200, "text/plain"): OpenApiTypes.STR})
+    @action(detail=True, methods=["get"], url_path="export", url_name="export",
+            content_negotiation_class=IgnoreFormatNegotiation)  # fmt: skip
+    def export(self, request: Request, pk=None) -> HttpResponse:
+        """The session's transcript (corrected text where there is one), speakers labelled."""
+        session = self.get_object()
+        fmt = _export_format(request)
+        if fmt is None:
+            return error_response("BAD_FORMAT", f"format must be one of {', '.join(exports.FORMATS)}.")
+        return export_response(exports.export_session(session, fmt), request.query_params.get("download") == "1")

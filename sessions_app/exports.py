@@ -1,0 +1,257 @@
+"""Transcript exports shared by batch jobs and live sessions: JSON, TXT, SRT and WebVTT.
+
+Everything is first turned into :class:`Piece` rows (a timed text, optionally with a speaker
+and word timings). Subtitle formats then split each piece into cues of at most
+``MAX_LINES`` lines of ``MAX_LINE_CHARS`` characters (the usual broadcast limits), timing
+each cue by its words when the word timings match the text, or by interpolation over the
+characters when they do not (a corrected utterance).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import srt
+
+from sessions_app.models import BatchJob, TranscriptionSession, Utterance
+
+__all__ = [
+    "FORMATS",
+    "MAX_LINES",
+    "MAX_LINE_CHARS",
+    "Cue",
+    "Export",
+    "Piece",
+    "export_job",
+    "export_session",
+    "split_into_cues",
+]
+
+MAX_LINE_CHARS = 42
+MAX_LINES = 2
+MIN_CUE_S = 0.05
+FORMATS = ("json", "txt", "srt", "vtt")
+
+_CONTENT_TYPES = {
+    "json": "application/json",
+    "txt": "text/plain; charset=utf-8",
+    "srt": "application/x-subrip; charset=utf-8",
+    "vtt": "text/vtt; charset=utf-8",
+}
+
+
+@dataclass(frozen=True)
+class Piece:
+    """One segment of a job or one utterance of a session."""
+
+    start: float
+    end: float
+    text: str
+    words: list[dict[str, Any]] = field(default_factory=list)
+    speaker: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Cue:
+    start: float
+    end: float
+    lines: list[str]
+
+
+@dataclass(frozen=True)
+class Export:
+    content: str
+    content_type: str
+    filename: str
+
+
+def split_into_cues(piece: Piece, max_chars: int = MAX_LINE_CHARS, max_lines: int = MAX_LINES) -> list[Cue]:
+    """Split a piece into cues of at most ``max_lines`` lines of ``max_chars`` characters.
+
+    The speaker label (``"alice: "``) starts the first line of every cue and counts in its length.
+    """
+    label = f"{piece.speaker}: " if piece.speaker else ""
+    timed = _timed_tokens(piece)
+    if not timed:
+        return []
+    cues: list[Cue] = []
+    lines: list[str] = []
+    current = label
+    cue_start: float | None = None
+    cue_end = piece.start
+    for token, start, end in timed:
+        for chunk in _hard_wrap(token, max_chars - len(label)):
+            candidate = f"{current}{chunk}" if not current or current.endswith(" ") else f"{current} {chunk}"
+            if len(candidate) <= max_chars:
+                current = candidate
+            else:
+                lines.append(current)
+                if len(lines) == max_lines:
+                    cues.append(Cue(cue_start if cue_start is not None else start, max(cue_end, start), lines))
+                    lines, cue_start = [], None
+                    current = f"{label}{chunk}"
+                else:
+                    current = chunk
+            if cue_start is None:
+                cue_start = start
+            cue_end = max(cue_end, end)
+    if current.strip() and current != label:
+        lines.append(current)
+    if lines:
+        cues.append(Cue(cue_start if cue_start is not None else piece.start, cue_end, lines))
+    # Clamp to the piece and keep times non-decreasing, whatever the word timings said.
+    fixed: list[Cue] = []
+    previous_end = piece.start
+    for cue in cues:
+        start = min(max(cue.start, previous_end, piece.start), piece.end)
+        end = min(max(cue.end, start), max(piece.end, start))
+        fixed.append(Cue(start, end, cue.lines))
+        previous_end = end
+    return fixed
+
+
+def _hard_wrap(token: str, width: int) -> list[str]:
+    width = max(width, 1)
+    return [token[i : i + width] for i in range(0, len(token), width)] or [token]
+
+
+def _timed_tokens(piece: Piece) -> list[tuple[str, float, float]]:
+    """(token, start, end) for every whitespace-separated token of the piece's text."""
+    tokens = piece.text.split()
+    if not tokens:
+        return []
+    words = [w for w in piece.words if str(w.get("word", "")).strip()]
+    if words and " ".join(str(w["word"]).strip() for w in words).split() == tokens and len(words) == len(tokens):
+        return [(t, float(w["start"]), float(w["end"])) for t, w in zip(tokens, words, strict=True)]
+    # No usable word timings: spread the piece's time over its characters.
+    total_chars = sum(len(t) + 1 for t in tokens)
+    span = max(piece.end - piece.start, 0.0)
+    timed, seen = [], 0
+    for token in tokens:
+        start = piece.start + span * seen / total_chars
+        seen += len(token) + 1
+        timed.append((token, start, piece.start + span * seen / total_chars))
+    return timed
+
+
+def _cues(pieces: Iterable[Piece]) -> list[Cue]:
+    """All cues in start order. Speakers may overlap; a cue never lasts less than MIN_CUE_S."""
+    cues = [cue for piece in pieces for cue in split_into_cues(piece)]
+    cues.sort(key=lambda cue: (cue.start, cue.end))
+    return [Cue(cue.start, max(cue.end, cue.start + MIN_CUE_S), cue.lines) for cue in cues]
+
+
+def to_srt(pieces: Iterable[Piece]) -> str:
+    subtitles = [
+        srt.Subtitle(index=i, start=_td(cue.start), end=_td(cue.end), content="\n".join(cue.lines))
+        for i, cue in enumerate(_cues(pieces), start=1)
+    ]
+    return srt.compose(subtitles, reindex=True, start_index=1)
+
+
+def to_vtt(pieces: Iterable[Piece]) -> str:
+    blocks = ["WEBVTT", ""]
+    for cue in _cues(pieces):
+        # "-->" must never appear in cue text; nor may blank lines.
+        text = "\n".join(line.replace("-->", "->") for line in cue.lines)
+        blocks.append(f"{_vtt_time(cue.start)} --> {_vtt_time(cue.end)}\n{text}\n")
+    return "\n".join(blocks)
+
+
+def to_txt(pieces: Iterable[Piece]) -> str:
+    lines = [f"{p.speaker}: {p.text}" if p.speaker else p.text for p in sorted(pieces, key=lambda p: p.start)]
+    return "\n".join(line for line in lines if line.strip()) + "\n"
+
+
+def _td(seconds: float) -> dt.timedelta:
+    return dt.timedelta(milliseconds=round(max(seconds, 0.0) * 1000))
+
+
+def _vtt_time(seconds: float) -> str:
+    ms = round(max(seconds, 0.0) * 1000)
+    hours, rest = divmod(ms, 3_600_000)
+    minutes, rest = divmod(rest, 60_000)
+    secs, millis = divmod(rest, 1000)
+    return f"{hours:02d}:{minutes:02d}:{secs:02d}.{millis:03d}"
+
+
+def _render(fmt: str, pieces: list[Piece], meta: dict[str, Any], stem: str) -> Export:
+    if fmt not in FORMATS:
+        raise ValueError(f"Unknown export format {fmt!r}: use one of {', '.join(FORMATS)}.")
+    if fmt == "json":
+        segments = [
+            {
+                **({"speaker": p.speaker} if p.speaker else {}),
+                "start": p.start,
+                "end": p.end,
+                "text": p.text,
+                **p.extra,
+                "words": p.words,
+            }
+            for p in pieces
+        ]
+        content = json.dumps({**meta, "segments": segments}, ensure_ascii=False, indent=2)
+    elif fmt == "txt":
+        content = to_txt(pieces)
+    elif fmt == "srt":
+        content = to_srt(pieces)
+    else:
+        content = to_vtt(pieces)
+    return Export(content=content, content_type=_CONTENT_TYPES[fmt], filename=f"{stem}.{fmt}")
+
+
+def job_pieces(job: BatchJob) -> list[Piece]:
+    return [
+        Piece(start=float(s["start"]), end=float(s["end"]), text=str(s["text"]).strip(), words=s.get("words") or [])
+        for s in job.segments or []
+    ]
+
+
+def export_job(job: BatchJob, fmt: str) -> Export:
+    """Render a finished job's transcript in ``fmt`` (``json``, ``txt``, ``srt`` or ``vtt``)."""
+    meta = {
+        "job_id": str(job.id),
+        "filename": job.original_filename,
+        "language": job.detected_language or job.language,
+        "duration_s": job.audio_duration_s,
+        "model": job.model_name,
+    }
+    if job.corrected_text.strip() and fmt == "txt":
+        return Export(job.corrected_text.strip() + "\n", _CONTENT_TYPES["txt"], f"job-{job.id}.txt")
+    return _render(fmt, job_pieces(job), meta, f"job-{job.id}")
+
+
+def utterance_pieces(utterances: Iterable[Utterance]) -> list[Piece]:
+    return [
+        Piece(
+            start=u.start_s,
+            end=u.end_s,
+            text=u.display_text.strip(),
+            words=u.words or [],
+            speaker=u.speaker.get_username(),
+            extra={
+                "utterance_id": u.pk,
+                "original_text": u.text,
+                "corrected": bool(u.corrected_text),
+                "language": u.language,
+            },
+        )
+        for u in utterances
+    ]
+
+
+def export_session(session: TranscriptionSession, fmt: str) -> Export:
+    """Render a session's transcript, every utterance labelled with its speaker's username."""
+    utterances = session.utterances.select_related("speaker").order_by("start_s", "sequence")
+    meta = {
+        "session_id": str(session.id),
+        "title": session.title,
+        "language": session.language,
+        "created_at": session.created_at.isoformat(),
+    }
+    return _render(fmt, utterance_pieces(utterances), meta, f"session-{session.id}")

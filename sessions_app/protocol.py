@@ -1,0 +1,76 @@
+"""The WebSocket protocol's error codes, close codes and client-message parsing.
+
+Close codes (sent after an ``stt_error`` that explains them):
+
+====  ==================  ==========================================================
+4403  FORBIDDEN           not signed in, not a member, wrong role, no such session, bad share token
+4408  IDLE_TIMEOUT        no message for ``STT_IDLE_TIMEOUT_S`` seconds
+4413  SESSION_TOO_LONG    the stream ran longer than ``STT_MAX_SESSION_S`` seconds
+4429  TOO_MANY_STREAMS    the server or this user already streams the maximum
+4503  ENGINE_UNAVAILABLE  no engine process could be started
+====  ==================  ==========================================================
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+
+class ErrorCode:
+    BAD_MESSAGE = "BAD_MESSAGE"  # not JSON, or not an object with a "type"
+    UNKNOWN_TYPE = "UNKNOWN_TYPE"  # a "type" this endpoint does not know
+    BAD_START = "BAD_START"  # stt_start with a bad sample_rate or language
+    ALREADY_STARTED = "ALREADY_STARTED"  # a second stt_start while streaming
+    NOT_STARTED = "NOT_STARTED"  # audio, flush or stop before stt_start
+    BAD_AUDIO = "BAD_AUDIO"  # odd byte count (not whole 16-bit samples)
+    FRAME_TOO_LARGE = "FRAME_TOO_LARGE"  # a binary frame above STT_MAX_FRAME_BYTES
+    RATE_LIMITED = "RATE_LIMITED"  # audio much faster than real time; the frame was dropped
+    READ_ONLY = "READ_ONLY"  # anything but ping on the captions endpoint
+    FORBIDDEN = "FORBIDDEN"
+    TOO_MANY_STREAMS = "TOO_MANY_STREAMS"
+    ENGINE_UNAVAILABLE = "ENGINE_UNAVAILABLE"
+    ENGINE_CRASHED = "ENGINE_CRASHED"  # the engine died; a fresh one took over
+    IDLE_TIMEOUT = "IDLE_TIMEOUT"
+    SESSION_TOO_LONG = "SESSION_TOO_LONG"
+
+
+class CloseCode:
+    FORBIDDEN = 4403
+    IDLE_TIMEOUT = 4408
+    SESSION_TOO_LONG = 4413
+    TOO_MANY_STREAMS = 4429
+    ENGINE_UNAVAILABLE = 4503
+
+
+class ProtocolError(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def parse_client_message(text: str) -> dict[str, Any]:
+    """Decode a JSON text frame into a dict with a string ``type``, or raise ``ProtocolError``."""
+    try:
+        message = json.loads(text)
+    except (json.JSONDecodeError, TypeError):
+        raise ProtocolError(ErrorCode.BAD_MESSAGE, "Text frames must be JSON objects.") from None
+    if not isinstance(message, dict) or not isinstance(message.get("type"), str):
+        raise ProtocolError(ErrorCode.BAD_MESSAGE, 'A message must be a JSON object with a "type".')
+    return message
+
+
+def parse_start(message: dict[str, Any], default_language: str) -> tuple[int, str]:
+    """Return ``(sample_rate, language)`` of an ``stt_start`` message."""
+    sample_rate = message.get("sample_rate", 16000)
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, int) or not 8000 <= sample_rate <= 48000:
+        raise ProtocolError(ErrorCode.BAD_START, "sample_rate must be an integer from 8000 to 48000.")
+    language = message.get("language") or default_language
+    if not isinstance(language, str) or not (language == "auto" or (2 <= len(language) <= 5 and language.isalpha())):
+        raise ProtocolError(ErrorCode.BAD_START, 'language must be "auto" or a code such as "en".')
+    return sample_rate, language.lower()
+
+
+def error_message(code: str, text: str, **extra: Any) -> dict[str, Any]:
+    return {"type": "stt_error", "code": code, "error": text, **extra}

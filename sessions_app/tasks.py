@@ -1,0 +1,157 @@
+"""Celery tasks: batch transcription of uploaded files.
+
+Each worker process keeps the Whisper models it has loaded (``_MODELS``), so only the first
+job of a process pays for loading. Progress goes to the database at most once a second;
+a heartbeat thread keeps ``heartbeat_at`` fresh between reports (see sessions_app/jobs.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import TYPE_CHECKING
+
+from celery import shared_task
+from celery.exceptions import SoftTimeLimitExceeded
+from celery.signals import worker_ready
+from django.conf import settings
+from django.db import close_old_connections
+from django.utils import timezone
+
+from sessions_app.jobs import fail_stale_jobs
+from sessions_app.models import BatchJob
+from stt_engine.batch import BatchAudioError, load_model, transcribe_file
+from stt_engine.model_files import ModelNotAvailableError
+
+if TYPE_CHECKING:
+    from faster_whisper import WhisperModel
+
+logger = logging.getLogger(__name__)
+
+_MODELS: dict[tuple[str, str, str, int], WhisperModel] = {}
+_MODELS_LOCK = threading.Lock()
+PROGRESS_WRITE_INTERVAL_S = 1.0
+
+
+class JobDeletedError(Exception):
+    """The job row disappeared while it was being transcribed (the user deleted it)."""
+
+
+def cached_model(name: str) -> WhisperModel:
+    key = (name, settings.STT_DEVICE, settings.STT_COMPUTE_TYPE, settings.STT_BATCH_CPU_THREADS)
+    with _MODELS_LOCK:
+        if key not in _MODELS:
+            _MODELS[key] = load_model(
+                name,
+                device=settings.STT_DEVICE,
+                compute_type=settings.STT_COMPUTE_TYPE,
+                cpu_threads=settings.STT_BATCH_CPU_THREADS,
+            )
+        return _MODELS[key]
+
+
+class _ProgressWriter:
+    """Writes progress and heartbeat, throttled; raises JobDeletedError once the row is gone."""
+
+    def __init__(self, job_id: str) -> None:
+        self.job_id = job_id
+        self.last_write = 0.0
+        self.last_percent = -1
+
+    def __call__(self, fraction: float) -> None:
+        percent = max(0, min(99, int(fraction * 100)))  # 100 only once the result is saved
+        now = time.monotonic()
+        if percent == self.last_percent or now - self.last_write < PROGRESS_WRITE_INTERVAL_S:
+            return
+        updated = BatchJob.objects.filter(pk=self.job_id).update(progress=percent, heartbeat_at=timezone.now())
+        if not updated:
+            raise JobDeletedError(self.job_id)
+        self.last_write, self.last_percent = now, percent
+
+
+def _heartbeat(job_id: str, stop: threading.Event) -> None:
+    try:
+        while not stop.wait(settings.BATCH_HEARTBEAT_S):
+            BatchJob.objects.filter(pk=job_id, status=BatchJob.Status.RUNNING).update(heartbeat_at=timezone.now())
+    finally:
+        close_old_connections()
+
+
+def _fail(job_id: str, code: str, message: str) -> None:
+    BatchJob.objects.filter(pk=job_id).update(
+        status=BatchJob.Status.FAILED, error_code=code, error_message=message[:2000], finished_at=timezone.now()
+    )
+
+
+@shared_task(
+    name="sessions_app.transcribe_job",
+    time_limit=settings.CELERY_TASK_TIME_LIMIT,
+    soft_time_limit=settings.CELERY_TASK_SOFT_TIME_LIMIT,
+)
+def transcribe_job(job_id: str) -> str:
+    """Transcribe one uploaded file and store its segments on the job. Returns the final status."""
+    job = BatchJob.objects.filter(pk=job_id).first()
+    if job is None:
+        return "deleted"
+    if job.status == BatchJob.Status.DONE:
+        return job.status  # a redelivered message of a finished job
+    now = timezone.now()
+    BatchJob.objects.filter(pk=job_id).update(
+        status=BatchJob.Status.RUNNING,
+        progress=0,
+        started_at=now,
+        heartbeat_at=now,
+        error_code="",
+        error_message="",
+        finished_at=None,
+    )
+    stop = threading.Event()
+    beat = threading.Thread(target=_heartbeat, args=(job_id, stop), name=f"heartbeat-{job_id}", daemon=True)
+    beat.start()
+    try:
+        result = transcribe_file(
+            job.upload.path,
+            language=job.language,
+            beam_size=settings.STT_BATCH_BEAM_SIZE,
+            progress=_ProgressWriter(job_id),
+            model=cached_model(job.model_name or settings.STT_FINAL_MODEL),
+        )
+    except JobDeletedError:
+        logger.info("job %s was deleted while running", job_id)
+        return "deleted"
+    except BatchAudioError as exc:
+        _fail(job_id, exc.code, exc.message)
+        return BatchJob.Status.FAILED
+    except ModelNotAvailableError as exc:
+        _fail(job_id, "MODEL_UNAVAILABLE", str(exc))
+        return BatchJob.Status.FAILED
+    except SoftTimeLimitExceeded:
+        _fail(job_id, "TIME_LIMIT", f"Transcription took longer than {settings.CELERY_TASK_SOFT_TIME_LIMIT} s.")
+        return BatchJob.Status.FAILED
+    except Exception as exc:
+        logger.exception("job %s failed", job_id)
+        _fail(job_id, "ENGINE_ERROR", f"Transcription failed: {exc}")
+        return BatchJob.Status.FAILED
+    finally:
+        stop.set()
+        beat.join(timeout=5)
+    BatchJob.objects.filter(pk=job_id).update(
+        status=BatchJob.Status.DONE,
+        progress=100,
+        detected_language=result.language[:12],
+        audio_duration_s=result.duration_s,
+        segments=[segment.to_dict() for segment in result.segments],
+        heartbeat_at=timezone.now(),
+        finished_at=timezone.now(),
+    )
+    return BatchJob.Status.DONE
+
+
+@worker_ready.connect
+def _fail_jobs_of_dead_workers(**_kwargs) -> None:
+    """At worker start, jobs left running by a worker that died are failed (WORKER_LOST)."""
+    try:
+        fail_stale_jobs()
+    finally:
+        close_old_connections()

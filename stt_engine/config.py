@@ -1,0 +1,144 @@
+"""Settings of the streaming engine, as one documented dataclass."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+__all__ = ["ENGINE_SAMPLE_RATE", "EngineConfig"]
+
+ENGINE_SAMPLE_RATE = 16000
+"""The rate every model in the engine runs at; input is resampled to it."""
+
+
+def _default_threads() -> int:
+    return 2 if (os.cpu_count() or 1) >= 2 else 1
+
+
+@dataclass
+class EngineConfig:
+    """All settings of a streaming session and of the engine process that hosts it.
+
+    Voice activity
+        ``silero_sensitivity`` (0..1): a frame is speech when Silero's probability exceeds
+        ``1 - silero_sensitivity`` (0.4 -> 0.6). ``webrtc_sensitivity`` (0..3) is the WebRTC
+        VAD aggressiveness used as the fast gate (3 filters the most non-speech).
+        ``post_speech_silence_s`` of silence closes an utterance; utterances shorter than
+        ``min_utterance_s`` (voice onset to last voiced frame, plus ``final_tail_s``) are
+        dropped; ``pre_recording_buffer_s`` of audio
+        before the detected onset is kept so the first syllable is not cut.
+    Partials
+        ``partial_model`` (fast, greedy, short encoder window) runs every
+        ``partial_interval_s`` at most, and never more often than ``partial_cost_factor``
+        times its own last compute time, so CPU use stays bounded on long utterances.
+    Finals
+        ``final_model`` with ``beam_size`` decodes the whole utterance when it closes. It is
+        started speculatively after ``speculative_final_after_s`` of silence and thrown away
+        if speech resumes. The final's audio starts ``final_pre_roll_s`` before the voice
+        onset (within the pre-recording buffer). ``final_window="auto"`` trims the encoder
+        window to 1.3 x the audio + 2 s and redoes doubtful results with the 30 s window at
+        ``final_temperatures``. The previous final is given as a prompt when it ended less than
+        ``prompt_with_previous_s`` before the utterance (0, the default, disables it: on the
+        dev set it helped one clip and hurt the long one). Utterances longer than
+        ``max_utterance_s`` are cut at the quietest point of their last ``cut_search_s`` seconds.
+    Hallucination guards
+        A segment is dropped when ``no_speech_prob > no_speech_threshold`` and
+        ``avg_logprob < log_prob_threshold``, or when ``avg_logprob < min_avg_logprob``.
+    """
+
+    partial_model: str = "tiny.en"
+    final_model: str = "base"
+    device: str = "cpu"
+    compute_type: str = "int8"
+    cpu_threads: int = field(default_factory=_default_threads)
+    language: str = "auto"
+
+    silero_sensitivity: float = 0.4
+    webrtc_sensitivity: int = 3
+    post_speech_silence_s: float = 0.6
+    min_utterance_s: float = 0.5
+    pre_recording_buffer_s: float = 1.0
+    speech_start_s: float = 0.064
+    silence_hysteresis: float = 0.15
+
+    enable_partials: bool = True
+    partial_interval_s: float = 0.5
+    partial_cost_factor: float = 2.5
+    partial_min_audio_s: float = 0.25
+    partial_window_pad_s: float = 1.0
+    partial_min_window_s: float = 4.0
+
+    beam_size: int = 5
+    speculative_final: bool = True
+    speculative_final_after_s: float = 0.2
+    final_tail_s: float = 0.2
+    final_window: str = "auto"
+    final_pre_roll_s: float = 0.5
+    final_temperatures: tuple[float, ...] = (0.0,)
+    prompt_with_previous_s: float = 0.0
+    max_utterance_s: float = 30.0
+    cut_search_s: float = 8.0
+
+    no_speech_threshold: float = 0.6
+    log_prob_threshold: float = -1.0
+    min_avg_logprob: float = -1.6
+    compression_ratio_threshold: float = 2.4
+
+    def validate(self) -> EngineConfig:
+        """Check every setting.
+
+        Returns:
+            ``self``, so that ``EngineConfig(...).validate()`` can be chained.
+
+        Raises:
+            ValueError: naming the first setting that is out of range.
+        """
+        checks: list[tuple[bool, str]] = [
+            (bool(self.partial_model), "partial_model must name a model"),
+            (bool(self.final_model), "final_model must name a model"),
+            (self.device in ("cpu", "cuda", "auto"), "device must be 'cpu', 'cuda' or 'auto'"),
+            (bool(self.compute_type), "compute_type must not be empty"),
+            (1 <= self.cpu_threads <= 64, "cpu_threads must be between 1 and 64"),
+            (bool(self.language), "language must be 'auto' or a language code such as 'en'"),
+            (0.0 < self.silero_sensitivity < 1.0, "silero_sensitivity must be between 0 and 1"),
+            (self.webrtc_sensitivity in (0, 1, 2, 3), "webrtc_sensitivity must be 0, 1, 2 or 3"),
+            (0.1 <= self.post_speech_silence_s <= 10.0, "post_speech_silence_s must be 0.1..10"),
+            (0.0 <= self.min_utterance_s <= 10.0, "min_utterance_s must be 0..10"),
+            (0.0 <= self.pre_recording_buffer_s <= 5.0, "pre_recording_buffer_s must be 0..5"),
+            (0.0 <= self.final_pre_roll_s <= 5.0, "final_pre_roll_s must be 0..5"),
+            (0.0 <= self.speech_start_s <= 1.0, "speech_start_s must be 0..1"),
+            (0.0 <= self.silence_hysteresis < 1.0, "silence_hysteresis must be 0..1"),
+            (0.05 <= self.partial_interval_s <= 30.0, "partial_interval_s must be 0.05..30"),
+            (self.partial_cost_factor >= 1.0, "partial_cost_factor must be >= 1"),
+            (1 <= self.beam_size <= 16, "beam_size must be 1..16"),
+            (
+                0.0 <= self.speculative_final_after_s < self.post_speech_silence_s,
+                "speculative_final_after_s must be >= 0 and below post_speech_silence_s",
+            ),
+            (
+                0.0 <= self.final_tail_s <= self.speculative_final_after_s
+                or not self.speculative_final,
+                "final_tail_s must be between 0 and speculative_final_after_s",
+            ),
+            (self.final_window in ("auto", "full"), "final_window must be 'auto' or 'full'"),
+            (
+                len(self.final_temperatures) > 0 and all(0.0 <= t <= 1.0 for t in self.final_temperatures),
+                "final_temperatures must be a non-empty tuple of values in 0..1",
+            ),
+            (self.prompt_with_previous_s >= 0.0, "prompt_with_previous_s must be >= 0"),
+            (5.0 <= self.max_utterance_s <= 30.0, "max_utterance_s must be 5..30 seconds"),
+            (
+                1.0 <= self.cut_search_s < self.max_utterance_s,
+                "cut_search_s must be >= 1 and below max_utterance_s",
+            ),
+            (0.0 <= self.no_speech_threshold <= 1.0, "no_speech_threshold must be 0..1"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(f"Invalid EngineConfig: {message}.")
+        return self
+
+    @property
+    def silero_threshold(self) -> float:
+        """Silero probability above which a frame counts as speech."""
+        return 1.0 - self.silero_sensitivity

@@ -1,0 +1,390 @@
+"""Hosting a session in a child process, and a pool of warm children.
+
+The parent (an ASGI server with threads) must never run inference in its own process, so
+each stream gets an :class:`EngineProcess`: a ``spawn``-ed child that loads the models once,
+then runs :class:`~stt_engine.session.StreamingSession` objects one stream at a time.
+
+* Commands (start, audio, flush, stop) go down a ``multiprocessing`` queue, so
+  :meth:`EngineProcess.send_audio` never blocks the caller while the child decodes.
+* Events come back over a one-way pipe; :meth:`EngineProcess.fileno` is its read end, so
+  an asyncio loop can ``add_reader`` it. When the child dies the pipe reaches EOF, the fd
+  becomes readable and :meth:`EngineProcess.poll_events` raises
+  :class:`~stt_engine.errors.EngineCrashedError`; the caller replaces the process.
+
+This module imports neither torch nor faster-whisper in the parent; only the child does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing as mp
+import os
+import threading
+import time
+from multiprocessing.connection import Connection
+from typing import Any
+
+from . import events as ev
+from .audio import check_sample_rate, pcm16_to_float
+from .config import EngineConfig
+from .errors import EngineCrashedError, EngineUnavailableError, SttEngineError
+
+__all__ = ["EnginePool", "EngineProcess"]
+
+
+def _child_main(config: EngineConfig, commands: Any, conn: Connection) -> None:
+    """Entry point of the engine child: load models, then serve commands until ``close``."""
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+        from .recognizer import load_models
+        from .session import StreamingSession
+        from .vad import load_silero
+
+        models = load_models(config)
+        silero = load_silero()
+    except Exception as exc:
+        conn.send(("fatal", f"{type(exc).__name__}: {exc}"))
+        return
+    conn.send(("ready", os.getpid()))
+    session: Any = None
+    while True:
+        command = commands.get()
+        kind = command[0]
+        if kind == "close":
+            break
+        out: list[ev.Event] = []
+        try:
+            if kind == "start":
+                if session is not None:
+                    out.extend(session.stop())
+                session = None
+                session = StreamingSession(
+                    config, sample_rate=command[1], language=command[2], models=models, silero=silero
+                )
+            elif session is None:
+                out.append(ev.EngineError(code="NOT_STARTED", message="Send stt_start before audio."))
+            elif kind == "audio":
+                out.extend(session.feed(command[1]))
+            elif kind == "flush":
+                out.extend(session.flush())
+            elif kind == "stop":
+                out.extend(session.stop())
+                session = None
+        except SttEngineError as exc:
+            at = session.stream_time if session is not None else 0.0
+            out.append(ev.EngineError(code=exc.code, message=exc.message, at=at))
+        except Exception as exc:
+            out.append(ev.EngineError(code="ENGINE_ERROR", message=f"{type(exc).__name__}: {exc}"))
+        if out:
+            conn.send(("events", out))
+    conn.close()
+
+
+class EngineProcess:
+    """One engine child process with its models loaded; hosts one stream at a time.
+
+    Example::
+
+        proc = EngineProcess(EngineConfig())
+        proc.wait_ready(timeout=60)
+        proc.start_stream(sample_rate=16000, language="auto")
+        proc.send_audio(pcm)
+        events = proc.poll_events(timeout=0.1)
+    """
+
+    def __init__(self, config: EngineConfig | None = None) -> None:
+        """Start the child (it loads the models in the background).
+
+        Args:
+            config: engine settings; ``EngineConfig()`` when ``None``. It is validated.
+        """
+        self.config = (config or EngineConfig()).validate()
+        ctx = mp.get_context("spawn")
+        self._commands = ctx.Queue()
+        reader, writer = ctx.Pipe(duplex=False)
+        self._process = ctx.Process(
+            target=_child_main,
+            args=(self.config, self._commands, writer),
+            name="stt-engine",
+            daemon=True,
+        )
+        self._process.start()
+        writer.close()  # the child holds the only write end, so its death means EOF here
+        self._conn = reader
+        self._ready = False
+        self._fatal: str | None = None
+        self._crashed = False
+        self._closed = False
+        self._backlog: list[ev.Event] = []
+        self.started_at = time.monotonic()
+
+    @property
+    def pid(self) -> int | None:
+        """The child's process id."""
+        return self._process.pid
+
+    @property
+    def ready(self) -> bool:
+        """Whether the child has loaded its models."""
+        return self._ready
+
+    def fileno(self) -> int:
+        """The fd that becomes readable when events (or the child's death) are waiting."""
+        return self._conn.fileno()
+
+    def is_alive(self) -> bool:
+        """Whether the child runs and has not been reported dead or closed."""
+        return not self._closed and not self._crashed and self._process.is_alive()
+
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        """Wait until the child has loaded its models.
+
+        Args:
+            timeout: seconds to wait; ``None`` waits for ever.
+
+        Returns:
+            ``True`` when ready, ``False`` on timeout.
+
+        Raises:
+            EngineUnavailableError: the child could not load its models.
+            EngineCrashedError: the child died while loading.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._ready:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not self._receive(left) and deadline is not None and time.monotonic() >= deadline:
+                return False
+            if self._fatal is not None:
+                raise EngineUnavailableError(f"The engine could not start: {self._fatal}")
+        return True
+
+    def start_stream(self, sample_rate: int = 16000, language: str = "auto") -> None:
+        """Begin a new stream (stopping any previous one in this child).
+
+        Args:
+            sample_rate: rate of the PCM that will follow, 8000..48000 Hz.
+            language: ``"auto"`` or a language code.
+
+        Raises:
+            AudioFormatError: unsupported sample rate. EngineCrashedError: child dead.
+        """
+        rate = check_sample_rate(sample_rate)
+        self._send(("start", rate, language or "auto"))
+
+    def send_audio(self, pcm: bytes | bytearray | memoryview) -> None:
+        """Queue PCM s16le mono bytes for the stream (never blocks on decoding).
+
+        Raises:
+            AudioFormatError: not bytes-like or an odd byte count (checked here, at once).
+            EngineCrashedError: the child is dead.
+        """
+        pcm16_to_float(pcm)  # validates; the child converts again (cheap)
+        self._send(("audio", bytes(pcm)))
+
+    def flush(self) -> None:
+        """Ask the child to finalize the utterance in progress."""
+        self._send(("flush",))
+
+    def stop(self) -> None:
+        """Ask the child to flush and end the stream (it stays warm for another)."""
+        self._send(("stop",))
+
+    def poll_events(self, timeout: float = 0.0) -> list[ev.Event]:
+        """Return the events the child has sent, waiting up to ``timeout`` for the first.
+
+        Args:
+            timeout: seconds to wait when nothing is waiting yet.
+
+        Returns:
+            The events, oldest first (possibly empty).
+
+        Raises:
+            EngineCrashedError: the child died (after any events it sent before dying
+                have been returned by an earlier call).
+        """
+        if self._closed:
+            raise EngineCrashedError("The engine process was closed.")
+        got = self._receive(timeout)
+        while got:
+            got = self._receive(0.0)
+        if self._backlog:
+            out, self._backlog = self._backlog, []
+            return out
+        if self._crashed or not self._process.is_alive():
+            self._crashed = True
+            raise EngineCrashedError(
+                f"The engine process {self.pid} died (exit code {self._process.exitcode})."
+            )
+        return []
+
+    def close(self) -> None:
+        """Stop the child (killing it if it does not exit at once) and free its resources."""
+        if self._closed:
+            return
+        self._closed = True
+        with contextlib.suppress(Exception):
+            if self._process.is_alive():
+                self._commands.put(("close",))
+                self._process.join(0.5)
+        if self._process.is_alive():
+            self._process.kill()
+        self._process.join(5)
+        self._commands.cancel_join_thread()
+        self._commands.close()
+        self._conn.close()
+
+    def __enter__(self) -> EngineProcess:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _send(self, command: tuple[Any, ...]) -> None:
+        if self._closed:
+            raise EngineCrashedError("The engine process was closed.")
+        if self._crashed or not self._process.is_alive():
+            self._crashed = True
+            raise EngineCrashedError(
+                f"The engine process {self.pid} died (exit code {self._process.exitcode})."
+            )
+        self._commands.put(command)
+
+    def _receive(self, timeout: float | None) -> bool:
+        """Read one message if one arrives within ``timeout``; return whether one did."""
+        if self._crashed:
+            return False
+        try:
+            if not self._conn.poll(timeout):
+                return False
+            kind, payload = self._conn.recv()
+        except (EOFError, OSError):
+            self._crashed = True
+            return False
+        if kind == "events":
+            self._backlog.extend(payload)
+        elif kind == "ready":
+            self._ready = True
+        elif kind == "fatal":
+            self._fatal = str(payload)
+        return True
+
+
+class EnginePool:
+    """Keeps ``size`` warm engine processes (models loaded) ready to hand out.
+
+    :meth:`acquire` hands one out and starts a replacement in the background; the caller
+    owns the process it got and closes it when its stream ends (or when it crashed).
+    """
+
+    def __init__(self, config: EngineConfig | None = None, size: int = 1, ready_timeout: float = 180.0) -> None:
+        """Start ``size`` children.
+
+        Args:
+            config: engine settings shared by every child.
+            size: how many warm processes to keep (>= 0).
+            ready_timeout: seconds a child may take to load its models.
+        """
+        if size < 0:
+            raise ValueError("EnginePool size must be >= 0.")
+        self.config = (config or EngineConfig()).validate()
+        self.size = size
+        self.ready_timeout = ready_timeout
+        self._cond = threading.Condition()
+        self._warm: list[EngineProcess] = []
+        self._starting = 0
+        self._closed = False
+        self.last_error: str | None = None
+        for _ in range(size):
+            self._spawn()
+
+    def _spawn(self) -> None:
+        with self._cond:
+            if self._closed:
+                return
+            self._starting += 1
+        threading.Thread(target=self._warm_up, name="stt-engine-warmup", daemon=True).start()
+
+    def _warm_up(self) -> None:
+        proc: EngineProcess | None = None
+        ok = False
+        try:
+            proc = EngineProcess(self.config)
+            ok = proc.wait_ready(self.ready_timeout)
+            if not ok:
+                self.last_error = f"engine not ready after {self.ready_timeout} s"
+        except SttEngineError as exc:
+            self.last_error = exc.message
+        with self._cond:
+            self._starting -= 1
+            if ok and proc is not None and not self._closed:
+                self._warm.append(proc)
+                proc = None
+            self._cond.notify_all()
+        if proc is not None:
+            proc.close()
+
+    @property
+    def warm_count(self) -> int:
+        """How many ready processes are waiting."""
+        with self._cond:
+            return len(self._warm)
+
+    def acquire(self, timeout: float | None = 60.0) -> EngineProcess:
+        """Take a warm engine process; a replacement starts warming at once.
+
+        Args:
+            timeout: seconds to wait for one to be ready.
+
+        Returns:
+            A ready :class:`EngineProcess` owned by the caller.
+
+        Raises:
+            EngineUnavailableError: none became ready in time, or the pool is closed.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while True:
+                if self._closed:
+                    raise EngineUnavailableError("The engine pool is closed.")
+                while self._warm:
+                    proc = self._warm.pop(0)
+                    if proc.is_alive():
+                        break
+                    proc.close()
+                else:
+                    proc = None
+                if proc is not None:
+                    break
+                if self._starting == 0:
+                    # Nothing warming (size 0 or failed starts): warm one for this caller.
+                    self._cond.release()
+                    try:
+                        self._spawn()
+                    finally:
+                        self._cond.acquire()
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    detail = f" ({self.last_error})" if self.last_error else ""
+                    raise EngineUnavailableError(f"No engine process became ready in time{detail}.")
+                self._cond.wait(left)
+            refill = len(self._warm) + self._starting < self.size
+        if refill:
+            self._spawn()
+        return proc
+
+    def close(self) -> None:
+        """Close every warm process; processes already handed out stay with their owners."""
+        with self._cond:
+            self._closed = True
+            warm, self._warm = self._warm, []
+            self._cond.notify_all()
+        for proc in warm:
+            proc.close()
+
+    def __enter__(self) -> EnginePool:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

@@ -1,0 +1,438 @@
+"""The streaming session: PCM in, protocol events out.
+
+One :class:`StreamingSession` follows one audio stream. It resamples the input to 16 kHz,
+classifies 32 ms frames with the VAD, and runs a small state machine:
+
+``listening`` -> speech confirmed -> ``recording`` (live partials + stabilized prefix)
+-> post-speech silence -> ``transcribing`` (final from the accurate model) -> ``listening``.
+
+Per utterance the events come in this order::
+
+    VadStart, RecordingStart, StateChanged("recording"),
+    (Stabilized?, PartialUpdate)*,
+    VadStop, RecordingStop, StateChanged("transcribing"), Final?, StateChanged("listening")
+
+An utterance with less than ``min_utterance_s`` of voiced audio ends without
+``transcribing`` and without a final. A forced cut of very long speech emits
+``RecordingStop, StateChanged("transcribing"), Final?, RecordingStart,
+StateChanged("recording")`` and goes on recording.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from . import events as ev
+from .audio import PcmConverter
+from .config import ENGINE_SAMPLE_RATE, EngineConfig
+from .errors import SessionClosedError
+from .recognizer import EngineModels, FinalResult, Recognizer, load_models
+from .stabilizer import Stabilizer
+from .vad import FRAME_SAMPLES, VoiceActivityDetector
+
+__all__ = ["SessionStats", "StreamingSession"]
+
+_SR = ENGINE_SAMPLE_RATE
+
+
+class _AudioBuffer:
+    """Growable float32 buffer addressed by absolute sample index; old audio can be dropped."""
+
+    def __init__(self) -> None:
+        self._data = np.zeros(_SR * 4, dtype=np.float32)
+        self._len = 0
+        self.start = 0  # absolute index of self._data[0]
+
+    @property
+    def end(self) -> int:
+        return self.start + self._len
+
+    def append(self, samples: np.ndarray) -> None:
+        needed = self._len + len(samples)
+        if needed > len(self._data):
+            grown = np.zeros(max(needed, 2 * len(self._data)), dtype=np.float32)
+            grown[: self._len] = self._data[: self._len]
+            self._data = grown
+        self._data[self._len : needed] = samples
+        self._len = needed
+
+    def get(self, start: int, end: int) -> np.ndarray:
+        start = max(start, self.start)
+        end = min(end, self.end)
+        if end <= start:
+            return np.zeros(0, dtype=np.float32)
+        return self._data[start - self.start : end - self.start].copy()
+
+    def drop_before(self, index: int) -> None:
+        cut = min(max(0, index - self.start), self._len)
+        if cut == 0:
+            return
+        remaining = self._len - cut
+        self._data[:remaining] = self._data[cut : self._len]
+        self._len = remaining
+        self.start += cut
+
+
+@dataclass
+class SessionStats:
+    """Counters a benchmark or a health check can read."""
+
+    partial_decodes: int = 0
+    partial_seconds: float = 0.0
+    final_decodes: int = 0
+    final_seconds: float = 0.0
+    speculative_hits: int = 0
+    speculative_misses: int = 0
+    dropped_utterances: int = 0
+
+
+@dataclass
+class _Speculation:
+    start: int
+    end: int
+    result: FinalResult
+
+
+class StreamingSession:
+    """Turns a stream of PCM s16le mono audio into :mod:`stt_engine.events`.
+
+    Example::
+
+        session = StreamingSession(EngineConfig(), sample_rate=16000, language="en")
+        for chunk in chunks:
+            for event in session.feed(chunk):
+                send(event.to_message())
+        send_all(session.stop())
+    """
+
+    def __init__(
+        self,
+        config: EngineConfig | None = None,
+        sample_rate: int = ENGINE_SAMPLE_RATE,
+        language: str | None = None,
+        models: EngineModels | None = None,
+        silero: torch.nn.Module | None = None,
+    ) -> None:
+        """Create a session (loads the models unless ``models`` is given).
+
+        Args:
+            config: engine settings; ``EngineConfig()`` when ``None``. It is validated.
+            sample_rate: rate of the PCM that :meth:`feed` receives (8000..48000 Hz).
+            language: ``"auto"`` to detect, a code such as ``"en"``, or ``None`` for
+                ``config.language``.
+            models: preloaded models (:func:`stt_engine.recognizer.load_models`).
+            silero: a Silero VAD model owned by this session (it keeps stream state).
+
+        Raises:
+            ValueError: an invalid config. AudioFormatError: an unsupported sample rate.
+        """
+        self.config = (config or EngineConfig()).validate()
+        self.language = language or self.config.language
+        self._converter = PcmConverter(sample_rate)
+        self.models = models if models is not None else load_models(self.config)
+        self._recognizer = Recognizer(self.config, self.models)
+        self._vad = VoiceActivityDetector(self.config, silero)
+        self._stabilizer = Stabilizer()
+        self.stats = SessionStats()
+        self._buffer = _AudioBuffer()
+        self._processed = 0  # absolute index of the first sample not yet classified
+        self._state: str | None = None
+        self._closed = False
+        self._start_frames = max(1, math.ceil(self.config.speech_start_s * _SR / FRAME_SAMPLES))
+        self._speech_run = 0
+        self._previous_end = 0
+        self._previous_text = ""
+        self._utterance_index = 0
+        self._reset_utterance()
+
+    # -- public API -----------------------------------------------------------------
+
+    @property
+    def state(self) -> str:
+        """The current state: ``idle``, ``listening``, ``recording`` or ``transcribing``."""
+        return self._state or "idle"
+
+    @property
+    def stream_time(self) -> float:
+        """Seconds of (16 kHz) audio received since the stream began."""
+        return self._buffer.end / _SR
+
+    def feed(self, pcm: bytes | bytearray | memoryview) -> list[ev.Event]:
+        """Add audio and run whatever it makes due (VAD, partials, finals).
+
+        Args:
+            pcm: PCM s16le mono bytes at the session's sample rate, any even length.
+
+        Returns:
+            The events produced, in order (often empty).
+
+        Raises:
+            AudioFormatError: not bytes-like, or an odd byte count (code ``BAD_AUDIO``).
+            SessionClosedError: the session was stopped (code ``NOT_STARTED``).
+        """
+        self._check_open()
+        samples = self._converter.convert(pcm)
+        out = self._begin()
+        self._buffer.append(samples)
+        self._process_frames(out)
+        return out
+
+    def flush(self) -> list[ev.Event]:
+        """Finalize the utterance in progress now (push-to-talk release).
+
+        Returns:
+            The closing events and the final, if speech was being recorded.
+
+        Raises:
+            SessionClosedError: the session was stopped.
+        """
+        self._check_open()
+        out = self._begin()
+        if self._recording:
+            self._close_utterance(out, self._buffer.end, vad_stop=True, next_state="listening")
+        self._speech_run = 0
+        return out
+
+    def stop(self) -> list[ev.Event]:
+        """Flush, then go idle; the session accepts no more audio. Calling it twice is fine.
+
+        Returns:
+            The events of the flush and ``StateChanged("idle")``.
+        """
+        if self._closed:
+            return []
+        out = self._begin()
+        self._buffer.append(self._converter.flush())
+        if self._recording:
+            self._close_utterance(out, self._buffer.end, vad_stop=True, next_state="idle")
+        else:
+            self._set_state(out, "idle")
+        self._closed = True
+        return out
+
+    # -- internals ------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise SessionClosedError("This stream was stopped; start a new one to send audio.")
+
+    def _now(self) -> float:
+        return self._processed / _SR
+
+    def _begin(self) -> list[ev.Event]:
+        out: list[ev.Event] = []
+        if self._state is None:
+            self._set_state(out, "listening")
+        return out
+
+    def _set_state(self, out: list[ev.Event], state: str) -> None:
+        if state != self._state:
+            self._state = state
+            out.append(ev.StateChanged(state=state, at=self._now()))
+
+    def _reset_utterance(self) -> None:
+        self._recording = False
+        self._utt_start = 0
+        self._voiced_start = 0
+        self._last_voiced_end = 0
+        self._silence = 0
+        self._probabilities: list[tuple[int, float]] = []
+        self._speculation: _Speculation | None = None
+        self._next_partial_at = 0
+        self._last_partial = ""
+        self._stabilizer.reset()
+
+    def _process_frames(self, out: list[ev.Event]) -> None:
+        cfg = self.config
+        threshold = cfg.silero_threshold
+        while self._buffer.end - self._processed >= FRAME_SAMPLES:
+            f0 = self._processed
+            f1 = f0 + FRAME_SAMPLES
+            frame = self._buffer.get(f0, f1)
+            voice = self._vad.classify(frame, always_confirm=self._recording)
+            self._processed = f1
+            if not self._recording:
+                candidate = voice.webrtc and voice.probability >= threshold
+                self._speech_run = self._speech_run + 1 if candidate else 0
+                if self._speech_run >= self._start_frames:
+                    self._start_utterance(out, f1 - self._speech_run * FRAME_SAMPLES)
+                else:
+                    keep = int((cfg.pre_recording_buffer_s + 0.1) * _SR)
+                    self._buffer.drop_before(f1 - keep)
+                continue
+            self._probabilities.append((f1, voice.probability))
+            if voice.probability >= threshold - cfg.silence_hysteresis:
+                self._last_voiced_end = f1
+                self._silence = 0
+                if self._speculation is not None:
+                    self._speculation = None
+                    self.stats.speculative_misses += 1
+            else:
+                self._silence += FRAME_SAMPLES
+            if self._silence >= cfg.post_speech_silence_s * _SR:
+                end = self._last_voiced_end + int(cfg.final_tail_s * _SR)
+                self._close_utterance(out, end, vad_stop=True, next_state="listening")
+                continue
+            if f1 - self._utt_start >= cfg.max_utterance_s * _SR:
+                self._cut_long_utterance(out, f1)
+                continue
+            if (
+                cfg.speculative_final
+                and self._speculation is None
+                and self._silence >= cfg.speculative_final_after_s * _SR
+                and self._last_voiced_end - self._voiced_start + cfg.final_tail_s * _SR >= cfg.min_utterance_s * _SR
+            ):
+                end = self._last_voiced_end + int(cfg.final_tail_s * _SR)
+                start = self._final_start()
+                self._speculation = _Speculation(start, end, self._decode_final(start, end))
+            elif (
+                cfg.enable_partials
+                and f1 >= self._next_partial_at
+                and self._silence < cfg.speculative_final_after_s * _SR
+            ):
+                self._run_partial(out, f1)
+
+    def _start_utterance(self, out: list[ev.Event], onset: int) -> None:
+        cfg = self.config
+        pre = int(cfg.pre_recording_buffer_s * _SR)
+        self._reset_utterance()
+        self._recording = True
+        self._utt_start = max(onset - pre, self._previous_end, self._buffer.start)
+        self._voiced_start = onset
+        self._last_voiced_end = self._processed
+        self._next_partial_at = onset + int(cfg.partial_min_audio_s * _SR)
+        self._speech_run = 0
+        now = self._now()
+        out.append(ev.VadStart(at=now))
+        out.append(ev.RecordingStart(start=self._utt_start / _SR, at=now))
+        self._set_state(out, "recording")
+
+    def _run_partial(self, out: list[ev.Event], now_sample: int) -> None:
+        cfg = self.config
+        audio = self._buffer.get(self._utt_start, now_sample)
+        started = time.perf_counter()
+        text = self._recognizer.partial(audio)
+        cost = time.perf_counter() - started
+        self.stats.partial_decodes += 1
+        self.stats.partial_seconds += cost
+        interval = cfg.partial_interval_s
+        if not text and not self._last_partial:
+            # Nothing recognizable yet (the first syllable): look again sooner.
+            interval = min(interval, 0.25)
+        wait = max(interval, cfg.partial_cost_factor * cost)
+        self._next_partial_at = now_sample + int(wait * _SR)
+        if not text or text == self._last_partial:
+            return
+        self._last_partial = text
+        display, grew = self._stabilizer.update(text)
+        if grew:
+            out.append(ev.Stabilized(text=self._stabilizer.text, at=self._now()))
+        out.append(ev.PartialUpdate(text=display, at=self._now()))
+
+    def _final_start(self) -> int:
+        """Where the final's audio begins: some pre-roll before the voice onset, not all of it."""
+        pre_roll = int(self.config.final_pre_roll_s * _SR)
+        return max(self._utt_start, min(self._voiced_start - pre_roll, self._last_voiced_end))
+
+    def _decode_final(self, start: int, end: int) -> FinalResult:
+        audio = self._buffer.get(start, end)
+        started = time.perf_counter()
+        prompt = None
+        if self._previous_text and start - self._previous_end <= self.config.prompt_with_previous_s * _SR:
+            prompt = " ".join(self._previous_text.split()[-40:])
+        result = self._recognizer.final(audio, self.language, prompt)
+        self.stats.final_decodes += 1
+        self.stats.final_seconds += time.perf_counter() - started
+        return result
+
+    def _close_utterance(self, out: list[ev.Event], end: int, vad_stop: bool, next_state: str) -> None:
+        cfg = self.config
+        end = min(end, self._buffer.end)
+        now = self._now()
+        if vad_stop:
+            out.append(ev.VadStop(at=now))
+        out.append(ev.RecordingStop(end=end / _SR, at=now))
+        start = self._final_start()
+        # The length that counts is the voice (onset to last voiced frame, plus the tail the
+        # final decodes anyway), not the pre-recording buffer: one short word ("yes", "two")
+        # still makes an utterance, a click or a cough does not.
+        spoken = self._last_voiced_end - self._voiced_start + int(cfg.final_tail_s * _SR)
+        if spoken < cfg.min_utterance_s * _SR or end <= start:
+            self.stats.dropped_utterances += 1
+        else:
+            self._set_state(out, "transcribing")
+            speculation = self._speculation
+            if speculation is not None and speculation.start == start and speculation.end == end:
+                result = speculation.result
+                self.stats.speculative_hits += 1
+            else:
+                result = self._decode_final(start, end)
+            final = self._make_final(result, start, end, self._voiced_start)
+            if final is not None:
+                out.append(final)
+                self._previous_text = final.text
+        self._previous_end = end
+        self._utterance_index += 1
+        self._reset_utterance()
+        self._set_state(out, next_state)
+
+    def _make_final(self, result: FinalResult, start: int, end: int, onset: int) -> ev.Final | None:
+        if not result.text.strip():
+            return None
+        offset = start / _SR
+        limit = end / _SR
+        # Whisper's alignment tends to stretch the first word back over the pre-recording
+        # buffer; no word starts well before the VAD heard the voice.
+        floor = min(max(offset, onset / _SR - 0.25), limit)
+        words = []
+        for w in result.words:
+            if not w.word.strip():
+                continue
+            w_end = round(min(max(offset + w.end, floor), limit), 3)
+            w_start = round(min(max(offset + w.start, floor), w_end), 3)
+            words.append(ev.Word(word=w.word.strip(), start=w_start, end=w_end, probability=w.probability))
+        return ev.Final(
+            text=result.text.strip(),
+            start=words[0].start if words else offset,
+            end=words[-1].end if words else limit,
+            words=words,
+            language=result.language,
+            confidence=result.confidence,
+            model=self.models.final_name,
+            utterance_index=self._utterance_index,
+            at=self._now(),
+        )
+
+    def _cut_long_utterance(self, out: list[ev.Event], now_sample: int) -> None:
+        """Finalize the first part of an over-long utterance at its quietest recent point."""
+        cfg = self.config
+        search_from = now_sample - int(cfg.cut_search_s * _SR)
+        search_to = now_sample - _SR  # leave the newest second to the next part
+        candidates = [(p, i) for i, (idx, p) in enumerate(self._probabilities) if search_from <= idx <= search_to]
+        if candidates:
+            # Smooth over 3 frames so one quiet frame inside a word is not chosen.
+            probs = np.array([p for p, _ in candidates])
+            smooth = np.convolve(probs, np.ones(3) / 3, mode="same")
+            best = int(np.argmin(smooth))
+            cut = self._probabilities[candidates[best][1]][0]
+        else:
+            cut = now_sample
+        self._close_utterance(out, cut, vad_stop=False, next_state="recording")
+        # _close_utterance reset the utterance; the speech goes on from the cut.
+        self._recording = True
+        self._utt_start = cut
+        self._voiced_start = cut
+        self._last_voiced_end = now_sample
+        self._next_partial_at = now_sample
+        self._buffer.drop_before(cut)
+        start_event = ev.RecordingStart(start=cut / _SR, at=self._now())
+        last = out[-1] if out else None
+        if isinstance(last, ev.StateChanged) and last.state == "recording":
+            out.insert(len(out) - 1, start_event)
+        else:
+            out.append(start_event)

@@ -1,0 +1,129 @@
+from __future__ import annotations
+
+import pytest
+from rest_framework.test import APIClient
+
+from sessions_app.actions import do_add_member
+from sessions_app.models import AudioRecording, SessionMember, Utterance
+
+pytestmark = pytest.mark.django_db
+
+
+def _client(user) -> APIClient:
+    client = APIClient()
+    client.force_authenticate(user)
+    return client
+
+
+@pytest.fixture
+def session_with_talk(user, make_user, make_session):
+    session = make_session(user, "Planning")
+    bob = make_user("bob")
+    do_add_member(session, "bob", "speaker")
+    rows = [
+        (user, 0.0, 2.0, "Good morning everyone."),
+        (bob, 2.5, 4.0, "Morning, the budget is ready."),
+        (user, 4.5, 7.0, "Great, let us review the budget."),
+    ]
+    for seq, (speaker, start, end, text) in enumerate(rows, start=1):
+        Utterance.objects.create(session=session, speaker=speaker, sequence=seq, start_s=start, end_s=end, text=text)
+    return session
+
+
+def test_creating_a_session_makes_the_requester_owner_and_speaker(user):
+    response = _client(user).post("/api/sessions/", {"title": " Standup ", "language": "en"}, format="json")
+    assert response.status_code == 201
+    body = response.json()
+    assert body["title"] == "Standup" and body["owner"] == "alice" and body["role"] == "speaker"
+    assert body["share_token"]
+    assert SessionMember.objects.get(session_id=body["id"], user=user).role == "speaker"
+
+
+def test_the_session_list_holds_only_my_sessions(user, other_user, make_session):
+    mine = make_session(user)
+    theirs = make_session(other_user)
+    shared = make_session(other_user, "Shared")
+    do_add_member(shared, "alice", "viewer")
+    ids = {row["id"] for row in _client(user).get("/api/sessions/").json()["results"]}
+    assert ids == {str(mine.id), str(shared.id)} and str(theirs.id) not in ids
+    detail = _client(user).get(f"/api/sessions/{shared.id}/").json()
+    assert detail["role"] == "viewer" and detail["share_token"] is None
+
+
+def test_utterances_are_paginated_and_filtered(user, session_with_talk):
+    api = _client(user)
+    url = f"/api/sessions/{session_with_talk.id}/utterances/"
+    body = api.get(url).json()
+    assert body["count"] == 3 and [u["sequence"] for u in body["results"]] == [1, 2, 3]
+    assert [u["speaker"] for u in api.get(url, {"speaker": "bob"}).json()["results"]] == ["bob"]
+    assert api.get(url, {"speaker": str(user.pk)}).json()["count"] == 2
+    assert [u["sequence"] for u in api.get(url, {"start_after": 2.5, "end_before": 4.0}).json()["results"]] == [2]
+    assert api.get(url, {"search": "BUDGET"}).json()["count"] == 2
+    assert api.get(url, {"start_after": "soon"}).json()["code"] == "BAD_FILTER"
+    assert api.get(url, {"page_size": 1}).json()["count"] == 3
+
+
+def test_speakers_correct_utterances_and_the_original_is_kept(user, make_user, session_with_talk):
+    utterance = session_with_talk.utterances.get(sequence=2)
+    bob = utterance.speaker
+    url = f"/api/sessions/{session_with_talk.id}/utterances/{utterance.pk}/"
+    response = _client(bob).patch(url, {"corrected_text": "Morning, the budget is final."}, format="json")
+    assert response.status_code == 200
+    assert response.json()["text"] == "Morning, the budget is ready."
+    assert response.json()["corrected_by"] == "bob"
+    utterance.refresh_from_db()
+    assert utterance.corrected_text == "Morning, the budget is final." and utterance.corrected_at
+    assert _client(user).get(f"/api/sessions/{session_with_talk.id}/utterances/", {"search": "final"}).json()["count"]
+
+
+def test_viewers_may_read_but_not_correct(make_user, session_with_talk):
+    viewer = make_user("victor")
+    do_add_member(session_with_talk, "victor", "viewer")
+    utterance = session_with_talk.utterances.first()
+    url = f"/api/sessions/{session_with_talk.id}/utterances/{utterance.pk}/"
+    assert _client(viewer).get(url).status_code == 200
+    assert _client(viewer).patch(url, {"corrected_text": "hacked"}, format="json").status_code == 403
+    utterance.refresh_from_db()
+    assert utterance.corrected_text == ""
+
+
+def test_exports_label_speakers_in_every_format(user, session_with_talk):
+    api = _client(user)
+    base = f"/api/sessions/{session_with_talk.id}/export/"
+    txt = api.get(base, {"format": "txt"}).content.decode()
+    assert txt.splitlines()[1] == "bob: Morning, the budget is ready."
+    srt = api.get(base, {"format": "srt"})
+    assert srt["Content-Type"].startswith("application/x-subrip")
+    assert srt.content.decode().startswith("1\n00:00:00,000 --> 00:00:02,000\nalice: Good morning")
+    assert api.get(base, {"format": "vtt"}).content.decode().startswith("WEBVTT")
+    data = api.get(base).json()
+    assert [s["speaker"] for s in data["segments"]] == ["alice", "bob", "alice"]
+    assert api.get(base, {"format": "pdf"}).json()["code"] == "BAD_FORMAT"
+
+
+def test_another_users_session_is_refused_through_every_endpoint(other_user, session_with_talk, client):
+    api = _client(other_user)
+    sid = session_with_talk.id
+    utterance = session_with_talk.utterances.first()
+    recording = AudioRecording.objects.create(session=session_with_talk, speaker=utterance.speaker, file="x.wav")
+    assert api.get("/api/sessions/").json()["results"] == []
+    for url in (
+        f"/api/sessions/{sid}/",
+        f"/api/sessions/{sid}/utterances/",
+        f"/api/sessions/{sid}/utterances/{utterance.pk}/",
+        f"/api/sessions/{sid}/export/?format=srt",
+        f"/api/sessions/{sid}/export/?format=json",
+    ):
+        assert api.get(url).status_code == 404, url
+    patch = api.patch(f"/api/sessions/{sid}/utterances/{utterance.pk}/", {"corrected_text": "x"}, format="json")
+    assert patch.status_code == 404
+    client.force_login(other_user)
+    assert client.get(f"/recordings/{recording.pk}/audio").status_code == 404
+    utterance.refresh_from_db()
+    assert utterance.corrected_text == ""
+
+
+def test_an_utterance_of_another_session_is_not_found(user, make_session, session_with_talk):
+    other = make_session(user, "Other")
+    utterance = session_with_talk.utterances.first()
+    assert _client(user).get(f"/api/sessions/{other.id}/utterances/{utterance.pk}/").status_code == 404

@@ -1,0 +1,121 @@
+from __future__ import annotations
+
+import itertools
+import json
+import re
+
+import pytest
+
+from sessions_app import exports
+from sessions_app.exports import MAX_LINE_CHARS, Piece, split_into_cues, to_srt, to_txt, to_vtt
+from sessions_app.models import BatchJob, Utterance
+
+LONG = (
+    "And so my fellow Americans ask not what your country can do for you ask what you can do for "
+    "your country and my fellow citizens of the world ask not what America will do for you"
+)
+SRT_TIME = r"\d{2}:\d{2}:\d{2},\d{3}"
+VTT_TIME = r"\d{2}:\d{2}:\d{2}\.\d{3}"
+
+
+def _seconds(stamp: str) -> float:
+    h, m, s = stamp.replace(",", ".").split(":")
+    return int(h) * 3600 + int(m) * 60 + float(s)
+
+
+def _pieces() -> list[Piece]:
+    words = []
+    for i, token in enumerate(LONG.split()):
+        words.append({"word": " " + token, "start": 3600 + i * 0.3, "end": 3600 + i * 0.3 + 0.25, "probability": 0.9})
+    return [
+        Piece(start=3600.0, end=3600 + len(words) * 0.3, text=LONG, words=words, speaker="alice"),
+        Piece(start=3601.0, end=3604.0, text="Overlapping words from bob.", speaker="bob"),
+    ]
+
+
+def _check_cue_text(lines: list[str]) -> None:
+    assert 1 <= len(lines) <= 2
+    assert all(0 < len(line) <= MAX_LINE_CHARS for line in lines)
+
+
+def test_srt_follows_the_format_rules():
+    blocks = to_srt(_pieces()).strip().split("\n\n")
+    assert len(blocks) > 3
+    previous_start = 0.0
+    for number, block in enumerate(blocks, start=1):
+        lines = block.split("\n")
+        assert lines[0] == str(number)
+        match = re.fullmatch(rf"({SRT_TIME}) --> ({SRT_TIME})", lines[1])
+        assert match, lines[1]
+        start, end = _seconds(match.group(1)), _seconds(match.group(2))
+        assert previous_start <= start <= end
+        previous_start = start
+        _check_cue_text(lines[2:])
+    assert blocks[0].split("\n")[2].startswith("alice: ")
+    assert blocks[0].split("\n")[1].startswith("01:00:00,000")
+
+
+def test_vtt_follows_the_format_rules():
+    text = to_vtt(_pieces())
+    assert text.startswith("WEBVTT\n\n")
+    blocks = text.strip().split("\n\n")[1:]
+    previous_start = 0.0
+    for block in blocks:
+        lines = block.split("\n")
+        match = re.fullmatch(rf"({VTT_TIME}) --> ({VTT_TIME})", lines[0])
+        assert match, lines[0]
+        start, end = _seconds(match.group(1)), _seconds(match.group(2))
+        assert previous_start <= start <= end
+        previous_start = start
+        _check_cue_text(lines[1:])
+    assert any(block.split("\n")[1].startswith("bob: ") for block in blocks)
+
+
+def test_cues_keep_every_word_in_order():
+    piece = _pieces()[0]
+    cues = split_into_cues(piece)
+    joined = " ".join(" ".join(cue.lines) for cue in cues).replace("alice: ", "")
+    assert joined.split() == LONG.split()
+    assert cues[0].start == pytest.approx(3600.0) and cues[-1].end <= piece.end
+
+
+def test_a_corrected_text_without_matching_words_is_timed_by_interpolation():
+    piece = Piece(start=10.0, end=20.0, text="completely different words " * 6, words=_pieces()[0].words)
+    cues = split_into_cues(piece)
+    assert cues[0].start == 10.0 and cues[-1].end == pytest.approx(20.0)
+    assert all(a.end <= b.start + 1e-9 for a, b in itertools.pairwise(cues))
+
+
+def test_a_word_longer_than_a_line_is_wrapped():
+    cues = split_into_cues(Piece(start=0, end=1, text="x" * 100))
+    assert all(len(line) <= MAX_LINE_CHARS for cue in cues for line in cue.lines)
+
+
+def test_txt_labels_speakers_one_utterance_a_line():
+    assert to_txt(_pieces()).splitlines() == [f"alice: {LONG}", "bob: Overlapping words from bob."]
+
+
+@pytest.mark.django_db
+def test_session_json_export_has_words_times_and_corrections(user, make_session):
+    session = make_session(user)
+    utterance = Utterance.objects.create(
+        session=session, speaker=user, sequence=1, start_s=1.0, end_s=2.0, text="helo world",
+        words=[{"word": " helo", "start": 1.0, "end": 1.4, "probability": 0.5}],
+    )  # fmt: skip
+    utterance.correct("hello world", user)
+    data = json.loads(exports.export_session(session, "json").content)
+    segment = data["segments"][0]
+    assert segment["speaker"] == "alice" and segment["text"] == "hello world"
+    assert segment["original_text"] == "helo world" and segment["words"][0]["start"] == 1.0
+
+
+@pytest.mark.django_db
+def test_job_export_uses_the_segments(user):
+    job = BatchJob.objects.create(
+        owner=user, status="done",
+        segments=[{"start": 0.0, "end": 1.5, "text": "Hello there.", "words": []}],
+    )  # fmt: skip
+    assert exports.export_job(job, "txt").content == "Hello there.\n"
+    assert "00:00:00,000 --> 00:00:01,500" in exports.export_job(job, "srt").content
+    with pytest.raises(ValueError, match="format"):
+        exports.export_job(job, "docx")

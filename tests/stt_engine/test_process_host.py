@@ -1,0 +1,93 @@
+"""The engine child process and the warm pool: streaming through pipes, crash reporting."""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import time
+
+import pytest
+
+from stt_engine import AudioFormatError, EngineConfig, EngineCrashedError, EnginePool, EngineProcess, events
+from tests.speech import dev_clip, word_error_rate
+
+from .streaming import read_pcm
+
+CHILD_CONFIG = EngineConfig(cpu_threads=1)
+
+
+def _collect(proc: EngineProcess, until: type[events.Event], state: str | None = None,
+             timeout: float = 60.0) -> list[events.Event]:
+    """Poll until an event of type ``until`` (with ``state``, for StateChanged) arrives."""
+    got: list[events.Event] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got += proc.poll_events(timeout=0.2)
+        if any(isinstance(e, until) and (state is None or getattr(e, "state", None) == state) for e in got):
+            return got
+    raise AssertionError(f"no {until.__name__} within {timeout} s: {got}")
+
+
+@pytest.fixture(scope="module")
+def pool():
+    with EnginePool(CHILD_CONFIG, size=1) as pool:
+        yield pool
+
+
+def test_a_pooled_process_streams_a_clip_to_a_final_and_the_pool_refills(pool):
+    proc = pool.acquire(timeout=120)
+    try:
+        assert proc.ready and proc.is_alive()
+        clip = dev_clip("ls_dev-clean_2412-153948-0002")
+        proc.start_stream(sample_rate=16000, language="en")
+        pcm = read_pcm(clip.path)
+        for i in range(0, len(pcm), 960):
+            proc.send_audio(pcm[i : i + 960].tobytes())
+        proc.stop()
+        evs = _collect(proc, events.StateChanged, state="idle")
+        finals = [e for e in evs if isinstance(e, events.Final)]
+        assert finals and word_error_rate([clip.text], [" ".join(f.text for f in finals)]) <= 0.2
+        assert isinstance(evs[0], events.StateChanged) and evs[0].state == "listening"
+    finally:
+        proc.close()
+    assert not proc.is_alive()
+    deadline = time.monotonic() + 120
+    while pool.warm_count < 1 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert pool.warm_count == 1
+
+
+def test_bad_audio_is_refused_in_the_caller_and_in_the_child(pool):
+    proc = pool.acquire(timeout=120)
+    try:
+        with pytest.raises(AudioFormatError):
+            proc.send_audio(b"\x00")
+        with pytest.raises(AudioFormatError):
+            proc.start_stream(sample_rate=1000)
+        proc.send_audio(b"\x00\x00")  # before stt_start: the child answers NOT_STARTED
+        errors = _collect(proc, events.EngineError)
+        assert [e.code for e in errors if isinstance(e, events.EngineError)] == ["NOT_STARTED"]
+    finally:
+        proc.close()
+
+
+def test_a_killed_child_is_reported_as_engine_crashed():
+    proc = EngineProcess(CHILD_CONFIG)
+    try:
+        assert proc.wait_ready(timeout=120)
+        proc.start_stream(sample_rate=16000, language="en")
+        proc.send_audio(b"\x00\x00" * 1600)
+        _collect(proc, events.StateChanged)
+        os.kill(proc.pid, signal.SIGKILL)
+        readable, _, _ = select.select([proc.fileno()], [], [], 10)
+        assert readable, "the event fd did not wake up when the child died"
+        with pytest.raises(EngineCrashedError) as info:
+            for _ in range(50):
+                proc.poll_events(timeout=0.1)
+        assert info.value.code == "ENGINE_CRASHED"
+        assert not proc.is_alive()
+        with pytest.raises(EngineCrashedError):
+            proc.send_audio(b"\x00\x00")
+    finally:
+        proc.close()
