@@ -1,0 +1,114 @@
+"""Two daphne processes sharing the Redis channel layer, driven by real WebSocket clients."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import redis
+import websockets
+from django.db import connection
+from rest_framework.authtoken.models import Token
+
+from tests.sessions_app.celery_worker import database_url
+from tests.sessions_app.live_helpers import frames, pcm16
+from tests.speech import dev_clip, word_error_rate
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def redis_url() -> str:
+    url = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=2).ping()
+    except redis.exceptions.ConnectionError:
+        pytest.skip(f"needs a Redis server at {url} (CI starts one and sets REDIS_URL)")
+    return url
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def start_daphne(redis_url, tmp_path):
+    processes: list[subprocess.Popen] = []
+
+    def start(warm_engines: int) -> int:
+        port = _free_port()
+        env = {
+            **os.environ,
+            "DATABASE_URL": database_url(connection.settings_dict),
+            "REDIS_URL": redis_url,
+            "MEDIA_ROOT": str(tmp_path / "media"),
+            "STT_WARM_ENGINES": str(warm_engines),
+            "STT_WARM_ON_START": "true" if warm_engines else "false",
+        }
+        log = (tmp_path / f"daphne-{port}.log").open("wb")
+        processes.append(subprocess.Popen(
+            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "transcribe_site.asgi:application"],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        ))
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", port)) == 0:
+                    return port
+            time.sleep(0.2)
+        raise RuntimeError(f"daphne on {port} did not start: {(tmp_path / f'daphne-{port}.log').read_text()}")
+
+    yield start
+    for process in processes:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def test_a_viewer_on_one_server_sees_the_finals_of_a_speaker_on_another(start_daphne, user, make_session):
+    session = make_session(user, title="Scaled", language="en")
+    token = Token.objects.create(user=user).key
+    speaker_port, viewer_port = start_daphne(warm_engines=1), start_daphne(warm_engines=0)
+    clip = dev_clip("jfk")
+
+    async def scenario() -> tuple[list[dict], list[dict]]:
+        captions_url = f"ws://127.0.0.1:{viewer_port}/ws/sessions/{session.id}/captions/?token={session.share_token}"
+        stream_url = f"ws://127.0.0.1:{speaker_port}/ws/sessions/{session.id}/stream/"
+        async with websockets.connect(captions_url) as viewer, websockets.connect(
+            stream_url, additional_headers={"Authorization": f"Token {token}"}
+        ) as speaker:
+            assert json.loads(await viewer.recv())["type"] == "stt_viewing"
+            await speaker.send(json.dumps({"type": "stt_start", "language": "en", "sample_rate": 16000}))
+            while json.loads(await asyncio.wait_for(speaker.recv(), 180))["type"] != "stt_listening":
+                pass
+            for frame in frames(pcm16(clip.path, seconds_of_silence_after=2.0)):
+                await speaker.send(frame)
+                await asyncio.sleep(0.025)
+            await speaker.send(json.dumps({"type": "stt_stop"}))
+            speaker_finals = []
+            while True:
+                message = json.loads(await asyncio.wait_for(speaker.recv(), 120))
+                if message["type"] == "stt_final":
+                    speaker_finals.append(message)
+                if message["type"] == "stt_state" and message["state"] == "idle":
+                    break
+            viewer_finals = []
+            while len(viewer_finals) < len(speaker_finals):
+                message = json.loads(await asyncio.wait_for(viewer.recv(), 30))
+                if message["type"] == "stt_final":
+                    viewer_finals.append(message)
+            return speaker_finals, viewer_finals
+
+    speaker_finals, viewer_finals = asyncio.run(scenario())
+    assert speaker_finals
+    assert [f["utterance_id"] for f in viewer_finals] == [f["utterance_id"] for f in speaker_finals]
+    assert word_error_rate([clip.text], [" ".join(f["text"] for f in viewer_finals)]) <= 0.15
