@@ -270,11 +270,13 @@ class StreamConsumer(_CaptionGroupMixin, AsyncWebsocketConsumer):
             message = utterance_message(utterance, self.user.username)  # broadcast after the commit
         else:
             message = event.to_message()
-            for key in ("start", "end"):
+            for key in ("start", "end", "at"):
                 if key in message:
                     message[key] = round(message[key] + clock_offset_s, 3)
             if isinstance(event, events.EngineError):
                 message["error"] = message.pop("message", "")
+        if "at" not in message:
+            message["at"] = round(event.at + clock_offset_s, 3)
         message.update(session_id=str(self.session_id), speaker=self.user.username, speaker_id=self.user.pk)
         await self.channel_layer.group_send(self.group, {"type": "caption.event", "message": message})
         if isinstance(event, events.StateChanged) and event.state == "idle":

@@ -1,0 +1,328 @@
+"""Live streaming benchmark: N speakers stream dev clips over real WebSockets, at real-time pace.
+
+Measured from the clients' side (seconds): speech onset -> first partial; partial lag (when a
+partial arrives minus when the audio it covers was sent); end of speech -> final (including
+the VAD's silence window); WER of the finals per clip; finals missing (clips with speech and
+no final); with ``--viewers N``, how much later than the speaker each caption viewer receives
+each final.
+
+By default it starts its own server (daphne, embedded mode: SQLite, in-memory channel layer,
+in a temporary folder; ``--redis URL`` switches the channel layer to Redis) and a user with a
+token; ``--url`` and ``--token`` measure a server that is already running instead (its
+``STT_MAX_STREAMS_PER_USER`` must allow ``--clients`` streams for that user).
+
+Usage::
+
+    python bench/stream_bench.py [--clients 4] [--viewers 100] [--limit 6] [--json PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import websockets
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.engine_bench import DEFAULT_MANIFEST, _speech_bounds  # noqa: E402
+from tests.speech import word_error_rate  # noqa: E402
+
+RATE = 16000
+FRAME_S = 0.05
+SILENCE_AFTER_S = 1.5
+
+
+@dataclass
+class ClipPlan:
+    name: str
+    reference: str
+    pcm: bytes
+    stream_start_s: float = 0.0  # where the clip starts on the speaker's stream clock
+    onset_s: float = 0.0  # speech onset and end within the clip
+    speech_end_s: float = 0.0
+
+    @property
+    def duration_s(self) -> float:
+        return len(self.pcm) / 2 / RATE
+
+
+@dataclass
+class ClientResult:
+    clips: list[ClipPlan]
+    sent_at: list[tuple[float, float]] = field(default_factory=list)  # (stream second, wall time)
+    partials: list[tuple[float, float]] = field(default_factory=list)  # (wall time, at)
+    finals: list[tuple[float, dict]] = field(default_factory=list)  # (wall time, message)
+    errors: list[dict] = field(default_factory=list)
+
+    def wall_time_of(self, stream_s: float) -> float:
+        for second, wall in self.sent_at:
+            if second >= stream_s:
+                return wall
+        return self.sent_at[-1][1]
+
+
+def load_clips(manifest: Path) -> list[ClipPlan]:
+    clips = []
+    for line in (manifest / "manifest.jsonl").read_text().splitlines():
+        if not line.strip():
+            continue
+        row = json.loads(line)
+        audio, rate = sf.read(str(manifest / row["audio"]), dtype="int16")
+        if rate != RATE:
+            raise SystemExit(f"{row['audio']}: the bench streams 16 kHz clips, this one is {rate} Hz")
+        onset, end = _speech_bounds(audio)
+        pcm = np.concatenate([audio, np.zeros(int(SILENCE_AFTER_S * RATE), np.int16)]).astype("<i2").tobytes()
+        clips.append(ClipPlan(row["audio"], row["text"], pcm, onset_s=onset, speech_end_s=end))
+    return clips
+
+
+async def run_speaker(base_ws: str, session_id: str, token: str, plan: list[ClipPlan]) -> ClientResult:
+    result = ClientResult(plan)
+    url = f"{base_ws}/ws/sessions/{session_id}/stream/"
+    async with websockets.connect(url, additional_headers={"Authorization": f"Token {token}"}, max_size=None) as ws:
+        await ws.send(json.dumps({"type": "stt_start", "language": "en", "sample_rate": RATE}))
+        while True:
+            message = json.loads(await asyncio.wait_for(ws.recv(), 300))
+            if message["type"] == "stt_listening":
+                offset = message.get("clock_offset", 0.0)
+                break
+            if message["type"] == "stt_error":
+                raise RuntimeError(f"stream refused: {message}")
+        idle = asyncio.Event()
+        stopping = False
+
+        async def receive() -> None:
+            async for raw in ws:
+                now = time.monotonic()
+                message = json.loads(raw)
+                kind = message["type"]
+                if kind in ("stt_update", "stt_stabilized") and message.get("text"):
+                    result.partials.append((now, message["at"] - offset))
+                elif kind == "stt_final":
+                    result.finals.append((now, message))
+                elif kind == "stt_error":
+                    result.errors.append(message)
+                elif kind == "stt_state" and message["state"] == "idle" and stopping:
+                    idle.set()
+                    return
+
+        receiver = asyncio.create_task(receive())
+        start = time.monotonic()
+        stream_s = 0.0
+        for clip in plan:
+            clip.stream_start_s = stream_s
+            for i in range(0, len(clip.pcm), int(FRAME_S * RATE) * 2):
+                frame = clip.pcm[i : i + int(FRAME_S * RATE) * 2]
+                # Real-time pace: a frame is sent when its last sample would have been spoken.
+                delay = start + stream_s + len(frame) / 2 / RATE - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                await ws.send(frame)
+                stream_s += len(frame) / 2 / RATE
+                result.sent_at.append((stream_s, time.monotonic()))
+        stopping = True
+        await ws.send(json.dumps({"type": "stt_stop"}))
+        await asyncio.wait_for(idle.wait(), 120)
+        receiver.cancel()
+        for _, message in result.finals:
+            message["start"] -= offset
+            message["end"] -= offset
+    return result
+
+
+async def run_viewer(base_ws: str, session_id: str, share_token: str, seen: dict, ready: asyncio.Event,
+                     done: asyncio.Event) -> None:
+    url = f"{base_ws}/ws/sessions/{session_id}/captions/?token={share_token}"
+    async with websockets.connect(url) as ws:
+        await ws.recv()  # stt_viewing
+        ready.set()
+        while not done.is_set():
+            try:
+                raw = await asyncio.wait_for(ws.recv(), 0.5)
+            except TimeoutError:
+                continue
+            message = json.loads(raw)
+            if message["type"] == "stt_final":
+                seen.setdefault(message["utterance_id"], []).append(time.monotonic())
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    return float(np.percentile(values, q)) if values else None
+
+
+def analyse(results: list[ClientResult]) -> dict:
+    first_partials, lags, final_latencies, refs, hyps = [], [], [], [], []
+    missing = 0
+    for result in results:
+        lags += [wall - result.wall_time_of(at) for wall, at in result.partials]
+        for clip in result.clips:
+            begin, end = clip.stream_start_s, clip.stream_start_s + clip.duration_s
+            onset_wall = result.wall_time_of(begin + clip.onset_s)
+            speech_end_wall = result.wall_time_of(begin + clip.speech_end_s)
+            partial_walls = [wall for wall, at in result.partials if begin <= at <= end and wall >= onset_wall]
+            if partial_walls:
+                first_partials.append(min(partial_walls) - onset_wall)
+            finals = [(wall, m) for wall, m in result.finals if begin - 0.5 <= m["start"] < end]
+            if not finals:
+                missing += 1
+                hyps.append("")
+            else:
+                final_latencies.append(max(wall for wall, _ in finals) - speech_end_wall)
+                hyps.append(" ".join(m["text"] for _, m in sorted(finals, key=lambda f: f[1]["start"])))
+            refs.append(clip.reference)
+    return {
+        "final_wer": word_error_rate(refs, hyps),
+        "first_partial_p50": percentile(first_partials, 50),
+        "partial_lag_p50": percentile(lags, 50),
+        "final_latency_p50": percentile(final_latencies, 50),
+        "final_latency_p95": percentile(final_latencies, 95),
+        "finals_missing": missing,
+        "clips": len(refs),
+    }
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def spawn_server(clients: int, redis_url: str | None) -> tuple[subprocess.Popen, str, str, Path]:
+    """Start daphne in the embedded mode in a temporary folder; return it, its URL and a token."""
+    var_dir = Path(tempfile.mkdtemp(prefix="stream-bench-"))
+    env = {
+        **os.environ, "VAR_DIR": str(var_dir), "DJANGO_SETTINGS_MODULE": "transcribe_site.settings",
+        "STT_WARM_ENGINES": str(clients), "STT_MAX_STREAMS_PER_USER": str(clients),
+        "STT_MAX_STREAMS_PER_SERVER": str(max(clients, 8)), "LOG_LEVEL": "WARNING",
+    }
+    env.pop("DATABASE_URL", None)
+    env.pop("REDIS_URL", None)
+    if redis_url:
+        env["REDIS_URL"] = redis_url
+    python = sys.executable
+    subprocess.run([python, "manage.py", "migrate", "--noinput"], cwd=ROOT, env=env, check=True,
+                   stdout=subprocess.DEVNULL)
+    token = subprocess.run(
+        [python, "manage.py", "shell", "-c",
+         "from django.contrib.auth.models import User; from rest_framework.authtoken.models import Token; "
+         "u = User.objects.create_user('bench', password='bench-pass-123'); print(Token.objects.create(user=u).key)"],
+        cwd=ROOT, env=env, check=True, capture_output=True, text=True,
+    ).stdout.strip().splitlines()[-1]
+    port = _free_port()
+    server = subprocess.Popen(
+        [python, "-m", "daphne", "--application-close-timeout", "60", "-b", "127.0.0.1", "-p", str(port),
+         "transcribe_site.asgi:application"],
+        cwd=ROOT, env=env, stdout=(var_dir / "daphne.log").open("wb"), stderr=subprocess.STDOUT,
+    )
+    return server, f"http://127.0.0.1:{port}", token, var_dir
+
+
+def api(base_http: str, token: str, path: str, payload: dict | None = None) -> dict:
+    request = urllib.request.Request(
+        base_http + path, data=json.dumps(payload).encode() if payload is not None else None,
+        headers={"Authorization": f"Token {token}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
+
+
+def wait_for_server(base_http: str, token: str, timeout_s: float = 120) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            api(base_http, token, "/api/sessions/")
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
+async def run(args: argparse.Namespace, base_http: str, token: str) -> dict:
+    clips = load_clips(args.manifest)
+    if args.limit:
+        clips = clips[: args.limit * args.clients]
+    plans = [clips[i :: args.clients] for i in range(args.clients)]
+    session = api(base_http, token, "/api/sessions/", {"title": "stream bench", "language": "en"})
+    base_ws = base_http.replace("http", "ws", 1)
+    seen: dict = {}
+    done = asyncio.Event()
+    viewer_tasks = []
+    for _ in range(args.viewers):
+        ready = asyncio.Event()
+        viewer_tasks.append(asyncio.create_task(
+            run_viewer(base_ws, session["id"], session["share_token"], seen, ready, done)))
+        await ready.wait()
+    await asyncio.sleep(args.warmup_s)  # let the server's warm pool fill
+    results = await asyncio.gather(*(run_speaker(base_ws, session["id"], token, plan) for plan in plans))
+    await asyncio.sleep(1.0)
+    done.set()
+    await asyncio.gather(*viewer_tasks)
+    summary = analyse(results)
+    summary["clients"] = args.clients
+    if args.viewers:
+        delays = []
+        for result in results:
+            for wall, message in result.finals:
+                delays += [t - wall for t in seen.get(message["utterance_id"], [])]
+        summary["viewers"] = args.viewers
+        summary["viewer_delay_p95"] = percentile(delays, 95)
+        summary["viewer_deliveries_missing"] = sum(len(r.finals) for r in results) * args.viewers - len(delays)
+    summary["errors"] = [e for r in results for e in r.errors]
+    return summary
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--url", help="base URL of a running server, e.g. http://127.0.0.1:8000")
+    parser.add_argument("--token", help="DRF token of a speaker (with --url)")
+    parser.add_argument("--clients", type=int, default=1)
+    parser.add_argument("--viewers", type=int, default=0)
+    parser.add_argument("--manifest", type=Path, default=DEFAULT_MANIFEST)
+    parser.add_argument("--limit", type=int, default=0, help="clips per client (0: all clips, shared out)")
+    parser.add_argument("--redis", help="with a spawned server: use this Redis for the channel layer")
+    parser.add_argument("--warmup-s", type=float, default=0.0, help="wait before streaming")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args(argv)
+    server = None
+    if args.url:
+        if not args.token:
+            parser.error("--url needs --token")
+        base_http, token = args.url.rstrip("/"), args.token
+    else:
+        server, base_http, token, _ = spawn_server(args.clients, args.redis)
+        args.warmup_s = max(args.warmup_s, 10.0 * args.clients)
+    try:
+        wait_for_server(base_http, token)
+        summary = asyncio.run(run(args, base_http, token))
+    finally:
+        if server is not None:
+            server.terminate()
+            server.wait(timeout=60)
+    rows = [(k, v) for k, v in summary.items() if k != "errors"]
+    for key, value in rows:
+        print(f"{key:28s} {value:.3f}" if isinstance(value, float) else f"{key:28s} {value}")
+    if summary["errors"]:
+        print(f"errors: {summary['errors'][:5]}")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+if __name__ == "__main__":
+    main()
