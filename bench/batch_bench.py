@@ -89,7 +89,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--model", default="base")
-    parser.add_argument("--beam-size", type=int, default=5)
+    parser.add_argument("--beam-size", type=int, default=1, help="the server default (STT_BATCH_BEAM_SIZE)")
     parser.add_argument("--cpu-threads", type=int, default=0, help="0: CTranslate2 picks (all cores)")
     parser.add_argument("--database-url", default="", help="default: a fresh SQLite file in a temp folder")
     parser.add_argument("--json", type=Path, default=None)

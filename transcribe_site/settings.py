@@ -200,7 +200,7 @@ UPLOAD_MAX_SECONDS = env_int("UPLOAD_MAX_SECONDS", 4 * 3600, minimum=1)
 # Batch jobs: the Celery queue they go to, the batch decoder's options, and when a running job
 # whose worker stopped sending heartbeats is failed with WORKER_LOST (sessions_app/jobs.py).
 BATCH_QUEUE = env_str("BATCH_QUEUE", "celery")
-STT_BATCH_BEAM_SIZE = env_int("STT_BATCH_BEAM_SIZE", 5, minimum=1, maximum=10)
+STT_BATCH_BEAM_SIZE = env_int("STT_BATCH_BEAM_SIZE", 1, minimum=1, maximum=10)
 STT_BATCH_CPU_THREADS = env_int("STT_BATCH_CPU_THREADS", 0, minimum=0, maximum=64)
 BATCH_HEARTBEAT_S = env_int("BATCH_HEARTBEAT_S", 30, minimum=1)
 BATCH_STALE_AFTER_S = env_int("BATCH_STALE_AFTER_S", 300, minimum=10)
