@@ -113,6 +113,8 @@ class StreamConsumer(_CaptionGroupMixin, AsyncWebsocketConsumer):
         self.has_slot = False
         self.started = False
         self.engine: EngineProcess | None = None
+        self.relayed_engine: EngineProcess | None = None
+        self.clock_offset_s = 0.0
         self.recording = None
         self.appender = None
         self.tasks: list[asyncio.Task] = []
@@ -237,10 +239,18 @@ class StreamConsumer(_CaptionGroupMixin, AsyncWebsocketConsumer):
                 pass  # the event pump sees the crash too and replaces the engine
 
     def _start_engine_stream(self, engine: EngineProcess, clock_offset_s: float) -> None:
-        engine.start_stream(sample_rate=self.sample_rate, language=self.language)
-        self.tasks.append(asyncio.create_task(self._relay_engine_events(engine, clock_offset_s)))
+        """Start a stream in ``engine``; its events are relayed with times moved by ``clock_offset_s``.
 
-    async def _relay_engine_events(self, engine: EngineProcess, clock_offset_s: float) -> None:
+        An engine kept from an earlier stream of this connection already has its relay task
+        (and the earlier stream's last event, ``idle``, has been relayed before this is called).
+        """
+        self.clock_offset_s = clock_offset_s
+        engine.start_stream(sample_rate=self.sample_rate, language=self.language)
+        if engine is not self.relayed_engine:
+            self.relayed_engine = engine
+            self.tasks.append(asyncio.create_task(self._relay_engine_events(engine)))
+
+    async def _relay_engine_events(self, engine: EngineProcess) -> None:
         loop = asyncio.get_running_loop()
         readable = asyncio.Event()
         loop.add_reader(engine.fileno(), readable.set)
@@ -255,7 +265,7 @@ class StreamConsumer(_CaptionGroupMixin, AsyncWebsocketConsumer):
                     await self._replace_crashed_engine(engine)
                     return
                 for event in engine_events:
-                    await self._relay(event, clock_offset_s)
+                    await self._relay(event, self.clock_offset_s)
         finally:
             with contextlib.suppress(Exception):
                 loop.remove_reader(engine.fileno())

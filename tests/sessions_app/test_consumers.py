@@ -241,3 +241,24 @@ async def _engine_pid_of_only_stream() -> int:
     consumers = [o for o in gc.get_objects() if isinstance(o, StreamConsumer) and getattr(o, "engine", None)]
     assert len(consumers) == 1
     return consumers[0].engine.pid
+
+
+async def test_after_stop_a_new_start_continues_on_the_recording_clock(live_session, speaker_token):
+    clip = dev_clip("librivox_sense_and_sensibility_01_0880")
+    speaker = stream_communicator(live_session.id, token=speaker_token)
+    first = await start(speaker)
+    assert first["clock_offset"] == 0
+    await stream_audio(speaker, pcm16(clip.path, seconds_of_silence_after=1.0))
+    await send_json(speaker, {"type": "stt_stop"})
+    first_finals = await receive_finals_until_idle(speaker)
+    second = await start(speaker, connect=False)
+    assert second["clock_offset"] == pytest.approx(clip.duration_s + 1.0, abs=0.05)
+    await stream_audio(speaker, pcm16(clip.path, seconds_of_silence_after=1.0))
+    await send_json(speaker, {"type": "stt_stop"})
+    second_finals = await receive_finals_until_idle(speaker)
+    await speaker.disconnect(timeout=30)
+    assert first_finals and second_finals
+    assert second_finals[0]["start"] >= second["clock_offset"]
+    assert word_error_rate([clip.text], [" ".join(f["text"] for f in second_finals)]) <= 0.2
+    recording = await database_sync_to_async(AudioRecording.objects.get)(session=live_session)
+    assert recording.duration_s == pytest.approx(2 * (clip.duration_s + 1.0), abs=0.1)
