@@ -6,6 +6,10 @@ urlpatterns = [
     path("", views.session_list, name="session-list"),
     path("sessions/<uuid:session_id>/members/", views.add_member, name="session-add-member"),
     path("sessions/<uuid:session_id>/close/", views.close_session, name="session-close"),
+    path("sessions/<uuid:session_id>/live/", views.live_session, name="session-live"),
+    path("sessions/<uuid:session_id>/transcript/", views.transcript, name="session-transcript"),
+    path("captions/<uuid:session_id>/", views.captions, name="session-captions"),
+    path("upload/", views.upload, name="upload"),
     path("recordings/<int:recording_id>/audio", views.recording_audio, name="recording-audio"),
     path("jobs/<uuid:job_id>/audio", views.job_audio, name="job-audio"),
 ]

@@ -5,13 +5,15 @@ from __future__ import annotations
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from sessions_app import access, actions
 from sessions_app.file_responses import ranged_file_response
 from sessions_app.forms import AddMemberForm, NewSessionForm, SignUpForm
+from sessions_app.models import SessionMember, TranscriptionSession, Utterance
 
 
 def sign_up(request: HttpRequest) -> HttpResponse:
@@ -33,12 +35,102 @@ def session_list(request: HttpRequest) -> HttpResponse:
         session = actions.do_create_session(request.user, form.cleaned_data["title"], form.cleaned_data["language"])
         messages.success(request, f"Session “{session.title}” created.")
         return redirect("session-list")
-    sessions = access.sessions_visible_to(request.user).select_related("owner")
+    sessions = list(access.sessions_visible_to(request.user).select_related("owner"))
+    for session in sessions:
+        # Only the owner hands out the share link (the API shows the token to the owner alone).
+        session.caption_link = (
+            request.build_absolute_uri(caption_url(session, with_token=True))
+            if session.owner_id == request.user.pk
+            else ""
+        )
     return render(
         request,
         "sessions_app/session_list.html",
         {"form": form, "sessions": sessions, "member_form": AddMemberForm()},
     )
+
+
+def caption_url(session: TranscriptionSession, with_token: bool) -> str:
+    url = reverse("session-captions", args=[session.pk])
+    return f"{url}?token={session.share_token}" if with_token else url
+
+
+@login_required
+def live_session(request: HttpRequest, session_id) -> HttpResponse:
+    session = access.access_session(request.user, session_id)
+    role = access.role_in_session(request.user, session)
+    recent = _utterances(session).order_by("-sequence")[:100]
+    return render(request, "sessions_app/live.html", {
+        "session": session,
+        "role": role,
+        "can_stream": access.can_stream(request.user, session),
+        "utterances": list(reversed(recent)),
+        "page_config": {
+            "sessionId": str(session.pk),
+            "language": session.language,
+            "username": request.user.get_username(),
+            "canStream": access.can_stream(request.user, session),
+        },
+    })  # fmt: skip
+
+
+def captions(request: HttpRequest, session_id) -> HttpResponse:
+    """The read-only caption page: open to members, and to anyone with the share token."""
+    token = request.GET.get("token") or None
+    session = TranscriptionSession.objects.filter(pk=session_id).first()
+    if session is None or not access.can_view(request.user, session, token):
+        raise Http404("No such session.")
+    recent = _utterances(session).order_by("-sequence")[:50]
+    return render(request, "sessions_app/captions.html", {
+        "session": session,
+        "utterances": list(reversed(recent)),
+        "page_config": {"sessionId": str(session.pk), "token": token or ""},
+    })  # fmt: skip
+
+
+@login_required
+def transcript(request: HttpRequest, session_id) -> HttpResponse:
+    session = access.access_session(request.user, session_id)
+    utterances = list(_utterances(session).order_by("sequence"))
+    recordings = {
+        r.speaker_id: {"speaker": r.speaker.get_username(), "speaker_id": r.speaker_id,
+                       "url": reverse("recording-audio", args=[r.pk]),
+                       "duration": r.duration_s}
+        for r in session.recordings.select_related("speaker").order_by("speaker__username")
+    }  # fmt: skip
+    rows = [
+        {
+            "id": u.pk, "sequence": u.sequence, "speaker": u.speaker.get_username(), "speaker_id": u.speaker_id,
+            "start": u.start_s, "end": u.end_s, "text": u.text, "corrected_text": u.corrected_text,
+            "corrected_by": u.corrected_by.get_username() if u.corrected_by_id else "",
+            "created_at": u.created_at.isoformat(), "words": u.words or [],
+        }
+        for u in utterances
+    ]  # fmt: skip
+    can_correct = access.role_in_session(request.user, session) == SessionMember.Role.SPEAKER
+    return render(request, "sessions_app/transcript.html", {
+        "session": session,
+        "recordings": list(recordings.values()),
+        "speakers": sorted({row["speaker"] for row in rows}),
+        "export_formats": [("txt", "TXT"), ("srt", "SRT"), ("vtt", "WebVTT"), ("json", "JSON")],
+        "page_config": {
+            "sessionId": str(session.pk), "canCorrect": can_correct, "utterances": rows,
+            "recordings": {str(k): v for k, v in recordings.items()},
+        },
+    })  # fmt: skip
+
+
+@login_required
+def upload(request: HttpRequest) -> HttpResponse:
+    recent = access.jobs_visible_to(request.user).order_by("-created_at")[:10]
+    return render(request, "sessions_app/upload.html", {
+        "jobs": recent,
+        "export_formats": [("txt", "TXT"), ("srt", "SRT"), ("vtt", "WebVTT"), ("json", "JSON")],
+    })  # fmt: skip
+
+
+def _utterances(session: TranscriptionSession):
+    return Utterance.objects.filter(session=session).select_related("speaker", "corrected_by")
 
 
 @login_required

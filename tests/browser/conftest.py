@@ -1,0 +1,193 @@
+"""Browser tests: headless Chromium (Debian's) driven by Playwright against a real daphne server.
+
+pytest-django's ``live_server`` speaks WSGI only, so the server here is a daphne subprocess
+(HTTP and WebSockets) plus a real Celery worker, both on this test run's database. Test rows
+are made in this process under ``transaction=True`` so the server sees them.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+from django.db import connection
+
+from tests.sessions_app.celery_worker import BASE_DIR, Worker, database_url, start_worker
+from tests.speech import Clip, dev_clip
+
+SCREENSHOTS = BASE_DIR / "test-artifacts" / "screenshots"
+PASSWORD = "s3cret-Passw0rd"
+SPEECH_CLIP = "jfk"
+
+
+def chromium_path() -> str | None:
+    return os.environ.get("CHROMIUM_PATH") or shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def pytest_collection_modifyitems(config, items):
+    missing = []
+    try:
+        import playwright  # noqa: F401
+    except ImportError:
+        missing.append("the playwright package")
+    if chromium_path() is None:
+        missing.append("a chromium binary")
+    if missing:
+        skip = pytest.mark.skip(reason=f"browser tests need {' and '.join(missing)}")
+        for item in items:
+            if "browser" in item.keywords:
+                item.add_marker(skip)
+
+
+@dataclass
+class Site:
+    url: str
+    media: Path
+    worker: Worker
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_until_up(url: str, process: subprocess.Popen, site: Site, timeout_s: float = 120) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"daphne exited with {process.returncode}:\n{site.log()[-3000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.3)
+    raise RuntimeError(f"daphne did not answer at {url}:\n{site.log()[-3000:]}")
+
+
+@pytest.fixture(scope="session")
+def site(django_db_setup, django_db_blocker, tmp_path_factory):
+    """A daphne server and a Celery worker on the test database, with a private MEDIA_ROOT."""
+    media = tmp_path_factory.mktemp("browser-media")
+    logs = tmp_path_factory.mktemp("browser-logs")
+    with django_db_blocker.unblock():
+        settings_dict = dict(connection.settings_dict)
+    worker = start_worker(settings_dict, media, logs / "worker.log")
+    port = _free_port()
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "transcribe_site.settings",
+        "DATABASE_URL": database_url(settings_dict),
+        "MEDIA_ROOT": str(media),
+        "BATCH_QUEUE": worker.queue,
+        "STT_WARM_ENGINES": "1",
+        "DEBUG": "1",  # static files are served by Django itself
+    }
+    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+    log_path = logs / "daphne.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "transcribe_site.asgi:application"],
+            cwd=BASE_DIR,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    running = Site(f"http://127.0.0.1:{port}", media, worker, log_path)
+    try:
+        _wait_until_up(f"{running.url}/accounts/login/", process, running)
+        yield running
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        worker.stop()
+
+
+@pytest.fixture(scope="session")
+def speech_clip() -> Clip:
+    return dev_clip(SPEECH_CLIP)
+
+
+@pytest.fixture(scope="session")
+def fake_microphone_wav(speech_clip, tmp_path_factory) -> Path:
+    """The clip with 3 s of silence after it: Chromium loops the file, the pause ends the utterance."""
+    audio, rate = soundfile.read(str(speech_clip.path), dtype="int16")
+    padded = np.concatenate([audio, np.zeros(3 * rate, dtype=np.int16)])
+    path = tmp_path_factory.mktemp("fake-mic") / "speech-then-silence.wav"
+    soundfile.write(str(path), padded, rate, subtype="PCM_16")
+    return path
+
+
+@pytest.fixture(scope="module")
+def browser(fake_microphone_wav):
+    """Chromium with the clip as its microphone.
+
+    Playwright's sync API keeps an asyncio loop running in this thread, which makes Django refuse
+    ORM calls as "async unsafe"; the tests themselves are plain sync code, so the check is lifted,
+    only while a browser is open (module scope), so that other tests keep its protection.
+    """
+    from playwright.sync_api import sync_playwright
+
+    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=chromium_path(),
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-dev-shm-usage",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--use-fake-ui-for-media-stream",
+                "--use-fake-device-for-media-stream",
+                f"--use-file-for-fake-audio-capture={fake_microphone_wav}",
+                "--autoplay-policy=no-user-gesture-required",
+            ],
+        )
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+            if previous is None:
+                os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+            else:
+                os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
+
+
+@pytest.fixture
+def screenshot():
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+
+    def take(page, name: str) -> Path:
+        path = SCREENSHOTS / f"{name}.png"
+        page.screenshot(path=str(path), full_page=True)
+        return path
+
+    return take
+
+
+def sign_in(page, site: Site, username: str, password: str = PASSWORD) -> None:
+    page.goto(f"{site.url}/accounts/login/")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(f"{site.url}/")
