@@ -215,13 +215,24 @@ async def test_a_disconnect_in_the_middle_of_speech_still_saves_the_utterance(li
     assert word_error_rate([first_words], [" ".join(utterances[0].text.split()[:4])]) <= 0.5
 
 
-async def test_a_crashed_engine_is_reported_and_replaced(live_session, speaker_token):
+async def test_a_crashed_engine_is_reported_and_replaced(live_session, speaker_token, monkeypatch):
+    from sessions_app import consumers
+
+    handed_out = []
+
+    def acquire_and_remember(*args, **kwargs):
+        engine = real_acquire(*args, **kwargs)
+        handed_out.append(engine)
+        return engine
+
+    real_acquire = consumers.acquire_engine
+    monkeypatch.setattr(consumers, "acquire_engine", acquire_and_remember)
     clip = dev_clip("jfk")
     speaker = stream_communicator(live_session.id, token=speaker_token)
     await start(speaker)
     await stream_audio(speaker, pcm16(clip.path)[: 16000 * 2 * 2])
-    consumer_engine_pid = await _engine_pid_of_only_stream()
-    os.kill(consumer_engine_pid, signal.SIGKILL)
+    assert len(handed_out) == 1
+    os.kill(handed_out[0].pid, signal.SIGKILL)
     crash = await receive_until(speaker, "stt_error", timeout_s=30)
     assert crash["code"] == "ENGINE_CRASHED"
     await asyncio.sleep(1.0)
@@ -230,17 +241,8 @@ async def test_a_crashed_engine_is_reported_and_replaced(live_session, speaker_t
     finals = await receive_finals_until_idle(speaker, timeout_s=180)
     assert word_error_rate([clip.text], [" ".join(f["text"] for f in finals)]) <= 0.3
     assert finals[0]["start"] >= 2.0  # times continue on the recording's clock after the crash
+    assert len(handed_out) == 2 and handed_out[1].is_alive()
     await speaker.disconnect()
-
-
-async def _engine_pid_of_only_stream() -> int:
-    import gc
-
-    from sessions_app.consumers import StreamConsumer
-
-    consumers = [o for o in gc.get_objects() if isinstance(o, StreamConsumer) and getattr(o, "engine", None)]
-    assert len(consumers) == 1
-    return consumers[0].engine.pid
 
 
 async def test_after_stop_a_new_start_continues_on_the_recording_clock(live_session, speaker_token):
