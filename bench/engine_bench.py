@@ -6,7 +6,8 @@ been spoken, the engine starts on it when it is free, and the clock advances by 
 compute time, so a slow decode delays everything queued behind it exactly as in a live
 stream. Each clip gets 0.5 s of silence before it and 1.5 s after (so the VAD closes).
 
-Measured (seconds): speech onset -> first partial; partial lag (when a partial is shown minus
+Measured (seconds): speech onset (energy above the noise floor, see ``_speech_bounds``)
+-> first partial; partial lag (when a partial is shown minus
 the stream time of the audio it covers); end of speech -> final of the clip's last utterance
 (including the post-speech silence window); CPU seconds per second of audio streamed; peak
 RSS of the process (models + session, i.e. one engine process). Final WER is printed beside
@@ -65,11 +66,18 @@ class ClipResult:
 
 
 def _speech_bounds(audio: np.ndarray) -> tuple[float, float]:
-    """First and last 20 ms frame whose RMS is within 35 dB of the clip's loudest frame."""
+    """First and last 20 ms frame loud enough to be speech.
+
+    The threshold is 30 dB below the clip's loud frames (95th percentile) but at least 10 dB
+    above its noise floor (10th percentile), so a clip with audible background noise from
+    its first sample does not count the noise as the speech onset.
+    """
     frame = SR // 50
     n = len(audio) // frame
     rms = np.sqrt(np.mean(audio[: n * frame].astype(np.float64).reshape(n, frame) ** 2, axis=1) + 1e-12)
-    active = np.nonzero(rms >= rms.max() * 10 ** (-35 / 20))[0]
+    db = 20 * np.log10(rms + 1e-9)
+    threshold = max(np.percentile(db, 95) - 30.0, np.percentile(db, 10) + 10.0)
+    active = np.nonzero(db >= threshold)[0]
     return float(active[0] * frame / SR), float((active[-1] + 1) * frame / SR)
 
 

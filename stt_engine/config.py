@@ -60,6 +60,7 @@ class EngineConfig:
     pre_recording_buffer_s: float = 1.0
     speech_start_s: float = 0.064
     silence_hysteresis: float = 0.15
+    end_needs_webrtc_silence: bool = False
 
     enable_partials: bool = True
     partial_interval_s: float = 0.5

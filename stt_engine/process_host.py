@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import multiprocessing as mp
 import os
+import queue
 import threading
 import time
 from multiprocessing.connection import Connection
@@ -49,8 +50,14 @@ def _child_main(config: EngineConfig, commands: Any, conn: Connection) -> None:
         return
     conn.send(("ready", os.getpid()))
     session: Any = None
+    parent = mp.parent_process()
     while True:
-        command = commands.get()
+        try:
+            command = commands.get(timeout=2.0)
+        except queue.Empty:
+            if parent is not None and not parent.is_alive():
+                break  # the server died without closing us: do not linger as an orphan
+            continue
         kind = command[0]
         if kind == "close":
             break

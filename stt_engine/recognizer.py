@@ -162,10 +162,11 @@ def trailing_repetition(words: list[str], min_ngram: int = 2) -> int | None:
     keys = [w.lower().strip(".,!?;:\"'-") for w in words]
     total = len(keys)
     for start in range(total):
-        for n in range(min_ngram, (total - start) // 2 + 1):
+        for n in range(min_ngram, total - start):
             phrase = keys[start : start + n]
             rest = keys[start + n :]
-            if all(rest[k] == phrase[k % n] for k in range(len(rest))):
+            # The last copy may be cut short, but it must be long enough to be telling.
+            if len(rest) >= min(n, 3) and all(rest[k] == phrase[k % n] for k in range(len(rest))):
                 return start + n
     return None
 
@@ -219,7 +220,11 @@ class Recognizer:
                 kept = [
                     s.text.strip()
                     for s in segments
-                    if self._keep(s) and s.start < duration - 0.1
+                    # The VAD already heard a voice, so only garbage is dropped here: Whisper's
+                    # no-speech probability is high on the first syllable after a noisy pause.
+                    if s.avg_logprob >= self.config.min_avg_logprob
+                    and s.compression_ratio <= self.config.compression_ratio_threshold
+                    and s.start < duration - 0.1
                 ]
             finally:
                 model.encode_frames = None

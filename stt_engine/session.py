@@ -266,7 +266,12 @@ class StreamingSession:
                     self._buffer.drop_before(f1 - keep)
                 continue
             self._probabilities.append((f1, voice.probability))
-            if voice.probability >= threshold - cfg.silence_hysteresis:
+            voiced = voice.probability >= threshold - cfg.silence_hysteresis
+            if cfg.end_needs_webrtc_silence:
+                # Silero's probability lingers for 100-200 ms after the voice stops; WebRTC
+                # reacts at once, so a frame both call quiet-ish counts as silence sooner.
+                voiced = voiced and (voice.webrtc or voice.probability >= threshold)
+            if voiced:
                 self._last_voiced_end = f1
                 self._silence = 0
                 if self._speculation is not None:
@@ -314,7 +319,7 @@ class StreamingSession:
 
     def _run_partial(self, out: list[ev.Event], now_sample: int) -> None:
         cfg = self.config
-        audio = self._buffer.get(self._utt_start, now_sample)
+        audio = self._buffer.get(self._final_start(), now_sample)
         started = time.perf_counter()
         text = self._recognizer.partial(audio)
         cost = time.perf_counter() - started
