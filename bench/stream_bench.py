@@ -99,6 +99,7 @@ async def run_speaker(base_ws: str, session_id: str, token: str, plan: list[Clip
             message = json.loads(await asyncio.wait_for(ws.recv(), 300))
             if message["type"] == "stt_listening":
                 offset = message.get("clock_offset", 0.0)
+                stream_id = message["stream_id"]
                 break
             if message["type"] == "stt_error":
                 raise RuntimeError(f"stream refused: {message}")
@@ -110,6 +111,8 @@ async def run_speaker(base_ws: str, session_id: str, token: str, plan: list[Clip
                 now = time.monotonic()
                 message = json.loads(raw)
                 kind = message["type"]
+                if message.get("stream_id", stream_id) != stream_id:
+                    continue  # another speaker's line (every speaker socket gets the whole session)
                 if kind in ("stt_update", "stt_stabilized") and message.get("text"):
                     result.partials.append((now, message["at"] - offset))
                 elif kind == "stt_final":
@@ -167,6 +170,7 @@ def percentile(values: list[float], q: float) -> float | None:
 def analyse(results: list[ClientResult]) -> dict:
     first_partials, lags, final_latencies, refs, hyps = [], [], [], [], []
     missing = 0
+    per_clip = []
     for result in results:
         lags += [wall - result.wall_time_of(at) for wall, at in result.partials]
         for clip in result.clips:
@@ -184,6 +188,8 @@ def analyse(results: list[ClientResult]) -> dict:
                 final_latencies.append(max(wall for wall, _ in finals) - speech_end_wall)
                 hyps.append(" ".join(m["text"] for _, m in sorted(finals, key=lambda f: f[1]["start"])))
             refs.append(clip.reference)
+            per_clip.append({"clip": clip.name, "reference": clip.reference, "hypothesis": hyps[-1],
+                             "finals": len(finals), "final_latency": final_latencies[-1] if finals else None})
     return {
         "final_wer": word_error_rate(refs, hyps),
         "first_partial_p50": percentile(first_partials, 50),
@@ -192,6 +198,7 @@ def analyse(results: list[ClientResult]) -> dict:
         "final_latency_p95": percentile(final_latencies, 95),
         "finals_missing": missing,
         "clips": len(refs),
+        "per_clip": per_clip,
     }
 
 
@@ -313,7 +320,7 @@ def main(argv: list[str] | None = None) -> dict:
         if server is not None:
             server.terminate()
             server.wait(timeout=60)
-    rows = [(k, v) for k, v in summary.items() if k != "errors"]
+    rows = [(k, v) for k, v in summary.items() if k not in ("errors", "per_clip")]
     for key, value in rows:
         print(f"{key:28s} {value:.3f}" if isinstance(value, float) else f"{key:28s} {value}")
     if summary["errors"]:

@@ -12,6 +12,7 @@ import contextlib
 import json
 import logging
 import time
+import uuid
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -109,6 +110,8 @@ class StreamConsumer(_CaptionGroupMixin, AsyncWebsocketConsumer):
         self.session_id = self.scope["url_route"]["kwargs"]["session_id"]
         self.user = self.scope.get("user")
         self.group = session_group(self.session_id)
+        # Tells this connection's lines from those of the same user's other devices.
+        self.stream_id = uuid.uuid4().hex[:12]
         self.session: TranscriptionSession | None = None
         self.has_slot = False
         self.started = False
@@ -188,7 +191,7 @@ class StreamConsumer(_CaptionGroupMixin, AsyncWebsocketConsumer):
         await self.send_json({
             "type": "stt_listening", "session_id": str(self.session_id), "speaker": self.user.username,
             "sample_rate": self.sample_rate, "language": self.language,
-            "clock_offset": round(self.appender.start_offset_s, 3),
+            "clock_offset": round(self.appender.start_offset_s, 3), "stream_id": self.stream_id,
         })
 
     async def _on_audio(self, data: bytes) -> None:
@@ -287,7 +290,10 @@ class StreamConsumer(_CaptionGroupMixin, AsyncWebsocketConsumer):
                 message["error"] = message.pop("message", "")
         if "at" not in message:
             message["at"] = round(event.at + clock_offset_s, 3)
-        message.update(session_id=str(self.session_id), speaker=self.user.username, speaker_id=self.user.pk)
+        message.update(
+            session_id=str(self.session_id), speaker=self.user.username, speaker_id=self.user.pk,
+            stream_id=self.stream_id,
+        )
         await self.channel_layer.group_send(self.group, {"type": "caption.event", "message": message})
         if isinstance(event, events.StateChanged) and event.state == "idle":
             self.idle_after_stop.set()

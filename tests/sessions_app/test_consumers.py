@@ -77,6 +77,7 @@ async def test_a_speaker_streams_a_clip_and_everyone_gets_the_saved_final(live_s
     assert word_error_rate([clip.text], [" ".join(f["text"] for f in finals)]) <= 0.15
     for final in finals:
         assert final["session_id"] == str(live_session.id) and final["speaker"] == "alice"
+        assert final["stream_id"] == listening["stream_id"]
         assert final["words"] and all(w["start"] <= w["end"] for w in final["words"])
         assert 0 <= final["start"] < final["end"] <= clip.duration_s + 2.5
     assert [f["start"] for f in finals] == sorted(f["start"] for f in finals)
