@@ -144,6 +144,9 @@ async def run_speaker(base_ws: str, session_id: str, token: str, plan: list[Clip
         for _, message in result.finals:
             message["start"] -= offset
             message["end"] -= offset
+            for word in message.get("words") or []:
+                word["start"] -= offset
+                word["end"] -= offset
     return result
 
 
@@ -163,6 +166,24 @@ async def run_viewer(base_ws: str, session_id: str, share_token: str, seen: dict
                 seen.setdefault(message["utterance_id"], []).append(time.monotonic())
 
 
+def _assign_finals(result: ClientResult) -> dict[int, list[tuple[float, dict]]]:
+    """Give each final to the clip whose speech it overlaps most on the stream clock.
+
+    (A final's start includes the pre-roll, and Whisper often puts the first word at the start
+    of its window, so neither alone says which clip a final belongs to.)
+    """
+    spans = [
+        (clip.stream_start_s + clip.onset_s, clip.stream_start_s + clip.speech_end_s) for clip in result.clips
+    ]
+    assigned: dict[int, list[tuple[float, dict]]] = {}
+    for wall, message in result.finals:
+        overlaps = [min(end, message["end"]) - max(begin, message["start"]) for begin, end in spans]
+        best = int(np.argmax(overlaps))
+        if overlaps[best] > 0:
+            assigned.setdefault(best, []).append((wall, message))
+    return assigned
+
+
 def percentile(values: list[float], q: float) -> float | None:
     return float(np.percentile(values, q)) if values else None
 
@@ -173,14 +194,15 @@ def analyse(results: list[ClientResult]) -> dict:
     per_clip = []
     for result in results:
         lags += [wall - result.wall_time_of(at) for wall, at in result.partials]
-        for clip in result.clips:
+        assigned = _assign_finals(result)
+        for index, clip in enumerate(result.clips):
             begin, end = clip.stream_start_s, clip.stream_start_s + clip.duration_s
             onset_wall = result.wall_time_of(begin + clip.onset_s)
             speech_end_wall = result.wall_time_of(begin + clip.speech_end_s)
             partial_walls = [wall for wall, at in result.partials if begin <= at <= end and wall >= onset_wall]
             if partial_walls:
                 first_partials.append(min(partial_walls) - onset_wall)
-            finals = [(wall, m) for wall, m in result.finals if begin - 0.5 <= m["start"] < end]
+            finals = assigned.get(index, [])
             if not finals:
                 missing += 1
                 hyps.append("")
@@ -208,8 +230,8 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def spawn_server(clients: int, redis_url: str | None) -> tuple[subprocess.Popen, str, str, Path]:
-    """Start daphne in the embedded mode in a temporary folder; return it, its URL and a token."""
+def spawn_server(clients: int, redis_url: str | None) -> tuple[subprocess.Popen, str, list[str], Path]:
+    """Start daphne in the embedded mode in a temporary folder; return it, its URL and a token per speaker."""
     var_dir = Path(tempfile.mkdtemp(prefix="stream-bench-"))
     env = {
         **os.environ, "VAR_DIR": str(var_dir), "DJANGO_SETTINGS_MODULE": "transcribe_site.settings",
@@ -223,19 +245,35 @@ def spawn_server(clients: int, redis_url: str | None) -> tuple[subprocess.Popen,
     python = sys.executable
     subprocess.run([python, "manage.py", "migrate", "--noinput"], cwd=ROOT, env=env, check=True,
                    stdout=subprocess.DEVNULL)
-    token = subprocess.run(
+    tokens = subprocess.run(
         [python, "manage.py", "shell", "-c",
-         "from django.contrib.auth.models import User; from rest_framework.authtoken.models import Token; "
-         "u = User.objects.create_user('bench', password='bench-pass-123'); print(Token.objects.create(user=u).key)"],
+         "from django.contrib.auth.models import User; from rest_framework.authtoken.models import Token\n"
+         f"for i in range({clients}):\n"
+         "    u = User.objects.create_user(f'speaker{i}', password='bench-pass-123')\n"
+         "    print(Token.objects.create(user=u).key)"],
         cwd=ROOT, env=env, check=True, capture_output=True, text=True,
-    ).stdout.strip().splitlines()[-1]
+    ).stdout.strip().splitlines()[-clients:]
     port = _free_port()
     server = subprocess.Popen(
         [python, "-m", "daphne", "--application-close-timeout", "60", "-b", "127.0.0.1", "-p", str(port),
          "transcribe_site.asgi:application"],
         cwd=ROOT, env=env, stdout=(var_dir / "daphne.log").open("wb"), stderr=subprocess.STDOUT,
     )
-    return server, f"http://127.0.0.1:{port}", token, var_dir
+    return server, f"http://127.0.0.1:{port}", tokens, var_dir
+
+
+def invite_speakers(var_dir: Path, session_id: str, count: int) -> None:
+    """Make the spawned server's other bench users speakers of the session (the owner is speaker0)."""
+    env = {**os.environ, "VAR_DIR": str(var_dir), "DJANGO_SETTINGS_MODULE": "transcribe_site.settings"}
+    env.pop("DATABASE_URL", None)
+    code = (
+        "from sessions_app.actions import do_add_member; from sessions_app.models import TranscriptionSession\n"
+        f"s = TranscriptionSession.objects.get(pk='{session_id}')\n"
+        f"for i in range(1, {count}):\n"
+        "    do_add_member(s, f'speaker{i}', 'speaker')"
+    )
+    subprocess.run([sys.executable, "manage.py", "shell", "-c", code], cwd=ROOT, env=env, check=True,
+                   stdout=subprocess.DEVNULL)
 
 
 def api(base_http: str, token: str, path: str, payload: dict | None = None) -> dict:
@@ -259,12 +297,16 @@ def wait_for_server(base_http: str, token: str, timeout_s: float = 120) -> None:
             time.sleep(0.5)
 
 
-async def run(args: argparse.Namespace, base_http: str, token: str) -> dict:
+async def run(args: argparse.Namespace, base_http: str, tokens: list[str], var_dir: Path | None) -> dict:
+    """Every speaker is a member of one session; speaker ``i`` streams with ``tokens[i % len(tokens)]``."""
+    token = tokens[0]
     clips = load_clips(args.manifest)
     if args.limit:
         clips = clips[: args.limit * args.clients]
     plans = [clips[i :: args.clients] for i in range(args.clients)]
     session = api(base_http, token, "/api/sessions/", {"title": "stream bench", "language": "en"})
+    if len(tokens) > 1 and var_dir is not None:
+        invite_speakers(var_dir, session["id"], len(tokens))
     base_ws = base_http.replace("http", "ws", 1)
     seen: dict = {}
     done = asyncio.Event()
@@ -275,7 +317,9 @@ async def run(args: argparse.Namespace, base_http: str, token: str) -> dict:
             run_viewer(base_ws, session["id"], session["share_token"], seen, ready, done)))
         await ready.wait()
     await asyncio.sleep(args.warmup_s)  # let the server's warm pool fill
-    results = await asyncio.gather(*(run_speaker(base_ws, session["id"], token, plan) for plan in plans))
+    results = await asyncio.gather(
+        *(run_speaker(base_ws, session["id"], tokens[i % len(tokens)], plan) for i, plan in enumerate(plans))
+    )
     await asyncio.sleep(1.0)
     done.set()
     await asyncio.gather(*viewer_tasks)
@@ -296,7 +340,8 @@ async def run(args: argparse.Namespace, base_http: str, token: str) -> dict:
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", help="base URL of a running server, e.g. http://127.0.0.1:8000")
-    parser.add_argument("--token", help="DRF token of a speaker (with --url)")
+    parser.add_argument("--token", action="append", help="DRF token of a speaker (with --url; once per speaker, "
+                        "the first one owns the session and the others must be its members)")
     parser.add_argument("--clients", type=int, default=1)
     parser.add_argument("--viewers", type=int, default=0)
     parser.add_argument("--manifest", type=Path, default=DEFAULT_MANIFEST)
@@ -305,17 +350,17 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--warmup-s", type=float, default=0.0, help="wait before streaming")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
-    server = None
+    server, var_dir = None, None
     if args.url:
         if not args.token:
             parser.error("--url needs --token")
-        base_http, token = args.url.rstrip("/"), args.token
+        base_http, tokens = args.url.rstrip("/"), args.token
     else:
-        server, base_http, token, _ = spawn_server(args.clients, args.redis)
+        server, base_http, tokens, var_dir = spawn_server(args.clients, args.redis)
         args.warmup_s = max(args.warmup_s, 10.0 * args.clients)
     try:
-        wait_for_server(base_http, token)
-        summary = asyncio.run(run(args, base_http, token))
+        wait_for_server(base_http, tokens[0])
+        summary = asyncio.run(run(args, base_http, tokens, var_dir if server else None))
     finally:
         if server is not None:
             server.terminate()

@@ -135,6 +135,13 @@ class StreamConsumer(_CaptionGroupMixin, AsyncWebsocketConsumer):
             await self.refuse(ErrorCode.TOO_MANY_STREAMS, "Too many live streams; try again later.",
                               CloseCode.TOO_MANY_STREAMS)
             return
+        if not stream_slots.try_claim_session(self.session_id, self.user.pk):
+            stream_slots.release(self.user.pk)
+            await self.refuse(
+                ErrorCode.ALREADY_STREAMING, "You already stream in this session from another connection.",
+                CloseCode.ALREADY_STREAMING,
+            )
+            return
         self.has_slot = True
         await self.channel_layer.group_add(self.group, self.channel_name)
         self.tasks.append(asyncio.create_task(self._watch_time_limits()))
@@ -354,6 +361,7 @@ class StreamConsumer(_CaptionGroupMixin, AsyncWebsocketConsumer):
             return
         self.has_slot = False
         stream_slots.release(self.user.pk)
+        stream_slots.release_session(self.session_id, self.user.pk)
         # The server may cancel this handler after its close timeout; the last final of a stream
         # cut off mid-speech must still be saved, so the clean-up runs as a task of its own.
         cleanup = asyncio.create_task(self._clean_up())

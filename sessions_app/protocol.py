@@ -6,6 +6,7 @@ Close codes (sent after an ``stt_error`` that explains them):
 4403  FORBIDDEN           not signed in, not a member, wrong role, no such session, bad share token
 4408  IDLE_TIMEOUT        no message for ``STT_IDLE_TIMEOUT_S`` seconds
 4413  SESSION_TOO_LONG    the stream ran longer than ``STT_MAX_SESSION_S`` seconds
+4409  ALREADY_STREAMING   this user already streams in this session (one recording per speaker)
 4429  TOO_MANY_STREAMS    the server or this user already streams the maximum
 4503  ENGINE_UNAVAILABLE  no engine process could be started
 ====  ==================  ==========================================================
@@ -29,6 +30,7 @@ class ErrorCode:
     READ_ONLY = "READ_ONLY"  # anything but ping on the captions endpoint
     FORBIDDEN = "FORBIDDEN"
     TOO_MANY_STREAMS = "TOO_MANY_STREAMS"
+    ALREADY_STREAMING = "ALREADY_STREAMING"
     ENGINE_UNAVAILABLE = "ENGINE_UNAVAILABLE"
     ENGINE_CRASHED = "ENGINE_CRASHED"  # the engine died; a fresh one took over
     IDLE_TIMEOUT = "IDLE_TIMEOUT"
@@ -38,6 +40,7 @@ class ErrorCode:
 class CloseCode:
     FORBIDDEN = 4403
     IDLE_TIMEOUT = 4408
+    ALREADY_STREAMING = 4409
     SESSION_TOO_LONG = 4413
     TOO_MANY_STREAMS = 4429
     ENGINE_UNAVAILABLE = 4503

@@ -14,6 +14,7 @@ class StreamSlots:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._per_user: Counter[int] = Counter()
+        self._sessions: set[tuple[str, int]] = set()
 
     def try_take(self, user_id: int, max_total: int, max_per_user: int) -> bool:
         with self._lock:
@@ -27,6 +28,19 @@ class StreamSlots:
             self._per_user[user_id] -= 1
             if self._per_user[user_id] <= 0:
                 del self._per_user[user_id]
+
+    def try_claim_session(self, session_id, user_id: int) -> bool:
+        """One stream per speaker per session: their streams share one recording file and clock."""
+        with self._lock:
+            key = (str(session_id), user_id)
+            if key in self._sessions:
+                return False
+            self._sessions.add(key)
+            return True
+
+    def release_session(self, session_id, user_id: int) -> None:
+        with self._lock:
+            self._sessions.discard((str(session_id), user_id))
 
     @property
     def total(self) -> int:

@@ -176,14 +176,31 @@ async def test_captions_need_membership_or_the_share_token(live_session, make_us
     await member.disconnect()
 
 
-async def test_too_many_streams_per_user_is_refused(live_session, speaker_token, settings):
+async def test_too_many_streams_per_user_is_refused(live_session, speaker_token, settings, make_session):
     settings.STT_MAX_STREAMS_PER_USER = 1
+    first = stream_communicator(live_session.id, token=speaker_token)
+    assert (await first.connect(timeout=10))[0]
+    other_session = await database_sync_to_async(make_session)(live_session.owner, title="Parallel meeting")
+    second = stream_communicator(other_session.id, token=speaker_token)
+    await second.connect(timeout=10)
+    assert json.loads(await second.receive_from(timeout=10))["code"] == "TOO_MANY_STREAMS"
+    assert (await second.receive_output(timeout=5))["code"] == CloseCode.TOO_MANY_STREAMS
+    await first.disconnect()
+
+
+async def test_a_second_stream_of_one_speaker_in_one_session_is_refused(live_session, speaker_token, make_session):
     first = stream_communicator(live_session.id, token=speaker_token)
     assert (await first.connect(timeout=10))[0]
     second = stream_communicator(live_session.id, token=speaker_token)
     await second.connect(timeout=10)
-    assert json.loads(await second.receive_from(timeout=10))["code"] == "TOO_MANY_STREAMS"
-    assert (await second.receive_output(timeout=5))["code"] == CloseCode.TOO_MANY_STREAMS
+    assert json.loads(await second.receive_from(timeout=10))["code"] == "ALREADY_STREAMING"
+    assert (await second.receive_output(timeout=5))["code"] == CloseCode.ALREADY_STREAMING
+    other_session = await database_sync_to_async(make_session)(live_session.owner, title="Parallel meeting")
+    third = stream_communicator(other_session.id, token=speaker_token)
+    assert (await third.connect(timeout=10))[0]
+    await send_json(third, {"type": "ping"})
+    assert (await receive_until(third, "pong"))["session_id"] == str(other_session.id)
+    await third.disconnect()
     await first.disconnect()
 
 
