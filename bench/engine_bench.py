@@ -224,10 +224,26 @@ def main(argv: list[str] | None = None) -> dict:
         "audio_s": round(sum(r.duration_s for r in results), 1),
         "cpu_count": os.cpu_count(),
         **totals,
+        "per_clip": [
+            {
+                "clip": r.name,
+                "duration_s": round(r.duration_s, 2),
+                "wer": round(jiwer.wer(normalize(r.reference), normalize(r.final_text) or "<empty>"), 4),
+                "offline_wer": (round(jiwer.wer(normalize(r.reference), normalize(r.offline_text) or "<empty>"), 4)
+                                if r.offline_text else None),
+                "finals": r.finals,
+                "first_partial_s": r.first_partial_s,
+                "final_latency_s": r.final_latency_s,
+                "text": r.final_text,
+                "offline_text": r.offline_text,
+                "reference": r.reference,
+            }
+            for r in results
+        ],
     }
     summary = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in summary.items()}
     print()
-    print(json.dumps(summary, indent=2))
+    print(json.dumps({k: v for k, v in summary.items() if k != "per_clip"}, indent=2))
     if args.json:
         args.json.write_text(json.dumps(summary, indent=2) + "\n")
     return summary
