@@ -153,7 +153,8 @@ def main(argv: list[str] | None = None) -> dict:
     normalize = EnglishTextNormalizer()
 
     results: list[ClipResult] = []
-    totals = {"speculative_hits": 0, "speculative_misses": 0, "partial_decodes": 0, "final_decodes": 0}
+    totals = {"speculative_hits": 0, "speculative_misses": 0, "partial_decodes": 0, "final_decodes": 0,
+              "partial_seconds": 0.0, "final_seconds": 0.0}
     for row in rows:
         audio, rate = sf.read(str(folder / row["audio"]), dtype="int16")
         if rate != SR:

@@ -22,7 +22,9 @@ class EngineConfig:
     Voice activity
         ``silero_sensitivity`` (0..1): a frame is speech when Silero's probability exceeds
         ``1 - silero_sensitivity`` (0.4 -> 0.6). ``webrtc_sensitivity`` (0..3) is the WebRTC
-        VAD aggressiveness used as the fast gate (3 filters the most non-speech).
+        VAD aggressiveness used as the fast gate (3 filters the most non-speech); the gate stays
+        open ``webrtc_hangover_s`` after WebRTC last heard something, and an utterance starts
+        when Silero confirms speech for ``speech_start_s`` while it is open.
         ``post_speech_silence_s`` of silence closes an utterance; utterances shorter than
         ``min_utterance_s`` (voice onset to last voiced frame, plus ``final_tail_s``) are
         dropped; ``pre_recording_buffer_s`` of audio
@@ -55,6 +57,7 @@ class EngineConfig:
 
     silero_sensitivity: float = 0.4
     webrtc_sensitivity: int = 3
+    webrtc_hangover_s: float = 0.5
     post_speech_silence_s: float = 0.6
     min_utterance_s: float = 0.5
     pre_recording_buffer_s: float = 1.0
@@ -103,6 +106,7 @@ class EngineConfig:
             (bool(self.language), "language must be 'auto' or a language code such as 'en'"),
             (0.0 < self.silero_sensitivity < 1.0, "silero_sensitivity must be between 0 and 1"),
             (self.webrtc_sensitivity in (0, 1, 2, 3), "webrtc_sensitivity must be 0, 1, 2 or 3"),
+            (0.0 <= self.webrtc_hangover_s <= 5.0, "webrtc_hangover_s must be 0..5"),
             (0.1 <= self.post_speech_silence_s <= 10.0, "post_speech_silence_s must be 0.1..10"),
             (0.0 <= self.min_utterance_s <= 10.0, "min_utterance_s must be 0..10"),
             (0.0 <= self.pre_recording_buffer_s <= 5.0, "pre_recording_buffer_s must be 0..5"),

@@ -254,10 +254,10 @@ class StreamingSession:
             f0 = self._processed
             f1 = f0 + FRAME_SAMPLES
             frame = self._buffer.get(f0, f1)
-            voice = self._vad.classify(frame, always_confirm=self._recording)
+            voice = self._vad.classify(frame)
             self._processed = f1
             if not self._recording:
-                candidate = voice.webrtc and voice.probability >= threshold
+                candidate = voice.gate_open and voice.probability >= threshold
                 self._speech_run = self._speech_run + 1 if candidate else 0
                 if self._speech_run >= self._start_frames:
                     self._start_utterance(out, f1 - self._speech_run * FRAME_SAMPLES)

@@ -83,6 +83,17 @@ def test_flush_finalizes_speech_in_progress(make_session):
     check_event_order(evs)
 
 
+def test_soft_hoarse_speech_from_the_first_second_is_heard(make_session):
+    """A speaker with a cold, from the first sample of the stream: WebRTC hears only a few of
+    the frames, so the start must not wait for it to agree with Silero frame by frame."""
+    clip = dev_clip("mfa_cold_corpus")
+    evs = stream(make_session(), read_pcm(clip.path, lead_s=0.0))
+    got = finals(evs)
+    assert got, "no final at all"
+    assert got[0].start < 3.0, (got[0].start, got[0].text)
+    assert word_error_rate([clip.text], [_final_text(evs)]) <= 0.2, _final_text(evs)
+
+
 @pytest.mark.parametrize("rate", [8000, 48000])
 def test_audio_at_other_rates_is_resampled_and_still_transcribed(make_session, rate):
     clip = dev_clip("jfk")
