@@ -29,6 +29,10 @@ class EngineConfig:
         ``min_utterance_s`` (voice onset to last voiced frame, plus ``final_tail_s``) are
         dropped; ``pre_recording_buffer_s`` of audio
         before the detected onset is kept so the first syllable is not cut.
+    Threads
+        ``cpu_threads`` for the final model, whose decode is what the speaker waits for at the
+        end of an utterance; ``partial_cpu_threads`` for the partial model, which runs often
+        and short (a second thread saves little there and spins the most).
     Partials
         ``partial_model`` (fast, greedy, short encoder window) runs every
         ``partial_interval_s`` at most, and never more often than ``partial_cost_factor``
@@ -53,6 +57,7 @@ class EngineConfig:
     device: str = "cpu"
     compute_type: str = "int8"
     cpu_threads: int = field(default_factory=_default_threads)
+    partial_cpu_threads: int = 1
     language: str = "auto"
 
     silero_sensitivity: float = 0.4
@@ -66,8 +71,8 @@ class EngineConfig:
     end_needs_webrtc_silence: bool = False
 
     enable_partials: bool = True
-    partial_interval_s: float = 0.5
-    partial_cost_factor: float = 2.5
+    partial_interval_s: float = 0.7
+    partial_cost_factor: float = 4.0
     partial_min_audio_s: float = 0.25
     partial_window_pad_s: float = 1.0
     partial_min_window_s: float = 4.0
@@ -103,6 +108,7 @@ class EngineConfig:
             (self.device in ("cpu", "cuda", "auto"), "device must be 'cpu', 'cuda' or 'auto'"),
             (bool(self.compute_type), "compute_type must not be empty"),
             (1 <= self.cpu_threads <= 64, "cpu_threads must be between 1 and 64"),
+            (1 <= self.partial_cpu_threads <= 64, "partial_cpu_threads must be between 1 and 64"),
             (bool(self.language), "language must be 'auto' or a language code such as 'en'"),
             (0.0 < self.silero_sensitivity < 1.0, "silero_sensitivity must be between 0 and 1"),
             (self.webrtc_sensitivity in (0, 1, 2, 3), "webrtc_sensitivity must be 0, 1, 2 or 3"),

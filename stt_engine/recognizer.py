@@ -79,17 +79,18 @@ def load_models(config: EngineConfig) -> EngineModels:
         stt_engine.model_files.ModelNotAvailableError: a model is not installed.
     """
 
-    def load(name: str) -> WindowedWhisperModel:
+    def load(name: str, threads: int) -> WindowedWhisperModel:
         return WindowedWhisperModel(
             str(resolve_model_path(name)),
             device=config.device,
             compute_type=config.compute_type,
-            cpu_threads=config.cpu_threads,
+            cpu_threads=threads,
             local_files_only=True,
         )
 
-    final = load(config.final_model)
-    partial = final if config.partial_model == config.final_model else load(config.partial_model)
+    final = load(config.final_model, config.cpu_threads)
+    same = config.partial_model == config.final_model
+    partial = final if same else load(config.partial_model, config.partial_cpu_threads)
     return EngineModels(partial, final, config.partial_model, config.final_model)
 
 
