@@ -93,10 +93,13 @@ def run_clip(
     clock = 0.0
     shown: list[tuple[float, events.Event]] = []
     cpu0 = time.process_time()
-    for i in range(0, len(audio), step):
-        chunk = audio[i : i + step]
-        available = (i + len(chunk)) / SR
-        clock = max(clock, available)
+    i = 0
+    while i < len(audio):
+        # The engine host feeds whatever queued up while it was busy in one call.
+        clock = max(clock, min(i + step, len(audio)) / SR)
+        end = max(i + step, min(len(audio), int(clock * SR) // step * step))
+        chunk = audio[i:end]
+        i = end
         started = time.perf_counter()
         out = session.feed(chunk.tobytes())
         clock += time.perf_counter() - started

@@ -138,8 +138,14 @@ async def run_speaker(base_ws: str, session_id: str, token: str, plan: list[Clip
                 stream_s += len(frame) / 2 / RATE
                 result.sent_at.append((stream_s, time.monotonic()))
         stopping = True
+        stop_sent = time.monotonic()
+        print(f"  speaker {token[:6]}: streamed {stream_s:.0f} s, stopping", flush=True)
         await ws.send(json.dumps({"type": "stt_stop"}))
-        await asyncio.wait_for(idle.wait(), 120)
+        try:
+            await asyncio.wait_for(idle.wait(), 300)
+        except TimeoutError:
+            result.errors.append({"type": "bench", "code": "NO_IDLE", "error": "no idle state 300 s after stt_stop"})
+        print(f"  speaker {token[:6]}: idle {time.monotonic() - stop_sent:.1f} s after stt_stop", flush=True)
         receiver.cancel()
         for _, message in result.finals:
             message["start"] -= offset

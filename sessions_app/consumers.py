@@ -117,6 +117,9 @@ class StreamConsumer(_CaptionGroupMixin, AsyncWebsocketConsumer):
         self.started = False
         self.engine: EngineProcess | None = None
         self.relayed_engine: EngineProcess | None = None
+        # Commands (audio, flush, stop) that arrive while a crashed engine is being replaced:
+        # the fresh engine gets them, so no accepted audio goes untranscribed.
+        self.held_for_engine: list[tuple[str, bytes | None]] | None = None
         self.clock_offset_s = 0.0
         self.recording = None
         self.appender = None
@@ -238,6 +241,9 @@ class StreamConsumer(_CaptionGroupMixin, AsyncWebsocketConsumer):
             try:
                 if kind == "audio":
                     await asyncio.to_thread(self.appender.append, data)
+                if self.engine is None and self.held_for_engine is not None:
+                    self.held_for_engine.append((kind, data))
+                elif kind == "audio":
                     if self.engine is not None:
                         self.engine.send_audio(data)
                         self.audio_s_sent += len(data) / 2 / self.sample_rate
@@ -309,19 +315,35 @@ class StreamConsumer(_CaptionGroupMixin, AsyncWebsocketConsumer):
         log.warning("engine process %s died in session %s; replacing it", dead.pid, self.session_id)
         if self.engine is dead:
             self.engine = None
+            self.held_for_engine = []
         await asyncio.to_thread(dead.close)
         await self._send_error(ErrorCode.ENGINE_CRASHED, "The speech engine crashed; a fresh one takes over.")
         if not self.started:
+            self.held_for_engine = None
             self.idle_after_stop.set()
             return
         try:
             fresh = await asyncio.to_thread(acquire_engine)
         except SttEngineError as exc:
+            self.held_for_engine = None
             await self._send_error(ErrorCode.ENGINE_UNAVAILABLE, f"No speech engine is available: {exc}")
             return
-        # The fresh engine's clock starts at the audio it has not seen yet.
+        # The fresh engine's clock starts at the audio it has not seen yet; it first gets what
+        # arrived during the replacement (no await in between, so nothing overtakes it).
+        held, self.held_for_engine = self.held_for_engine or [], None
         self.engine = fresh
         self._start_engine_stream(fresh, clock_offset_s=self.appender.start_offset_s + self.audio_s_sent)
+        try:
+            for kind, data in held:
+                if kind == "audio":
+                    fresh.send_audio(data)
+                    self.audio_s_sent += len(data) / 2 / self.sample_rate
+                elif kind == "flush":
+                    fresh.flush()
+                elif kind == "stop":
+                    fresh.stop()
+        except EngineCrashedError:
+            pass  # its event pump reports this crash in turn
 
     async def _end_stream(self) -> None:
         """Flush the engine, wait for its last final, close the recording. The engine stays for a restart."""

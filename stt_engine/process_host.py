@@ -51,13 +51,31 @@ def _child_main(config: EngineConfig, commands: Any, conn: Connection) -> None:
     conn.send(("ready", os.getpid()))
     session: Any = None
     parent = mp.parent_process()
+    held: tuple | None = None  # a command read while gathering audio, handled next
     while True:
-        try:
-            command = commands.get(timeout=2.0)
-        except queue.Empty:
-            if parent is not None and not parent.is_alive():
-                break  # the server died without closing us: do not linger as an orphan
-            continue
+        if held is not None:
+            command, held = held, None
+        else:
+            try:
+                command = commands.get(timeout=2.0)
+            except queue.Empty:
+                if parent is not None and not parent.is_alive():
+                    break  # the server died without closing us: do not linger as an orphan
+                continue
+        if command[0] == "audio":
+            # Audio that queued up during a decode is fed in one call, so the session sees
+            # that it is behind and skips partials of audio that newer audio already follows.
+            gathered = [command[1]]
+            while held is None:
+                try:
+                    following = commands.get_nowait()
+                except queue.Empty:
+                    break
+                if following[0] == "audio":
+                    gathered.append(following[1])
+                else:
+                    held = following
+            command = ("audio", b"".join(gathered))
         kind = command[0]
         if kind == "close":
             break

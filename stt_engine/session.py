@@ -38,6 +38,7 @@ from .vad import FRAME_SAMPLES, VoiceActivityDetector
 __all__ = ["SessionStats", "StreamingSession"]
 
 _SR = ENGINE_SAMPLE_RATE
+_CATCH_UP_SAMPLES = int(0.2 * _SR)
 
 
 class _AudioBuffer:
@@ -285,6 +286,10 @@ class StreamingSession:
                 continue
             if f1 - self._utt_start >= cfg.max_utterance_s * _SR:
                 self._cut_long_utterance(out, f1)
+                continue
+            if self._buffer.end - f1 > _CATCH_UP_SAMPLES:
+                # Behind real time (audio queued during a decode): newer audio is already here,
+                # so a partial of this moment would be stale and a speculative final premature.
                 continue
             if (
                 cfg.speculative_final

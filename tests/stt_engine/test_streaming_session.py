@@ -142,3 +142,15 @@ def test_chunk_size_does_not_matter_much(make_session):
     evs += session.stop()
     check_event_order(evs)
     assert word_error_rate([clip.text], [_final_text(evs)]) <= 0.2
+
+
+def test_audio_that_queued_up_is_caught_up_without_stale_partials(make_session):
+    """A backlog (audio that arrived while the engine was decoding) comes in one feed: the
+    session skips partials and speculation for moments newer audio already follows."""
+    clip = dev_clip("jfk")
+    session = make_session()
+    evs = session.feed(read_pcm(clip.path).tobytes()) + session.stop()
+    check_event_order(evs)
+    assert not [e for e in evs if isinstance(e, events.PartialUpdate)]
+    assert session.stats.speculative_misses == 0
+    assert word_error_rate([clip.text], [_final_text(evs)]) <= 0.2
