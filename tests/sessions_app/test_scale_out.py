@@ -87,6 +87,9 @@ def test_a_viewer_on_one_server_sees_the_finals_of_a_speaker_on_another(start_da
             stream_url, additional_headers={"Authorization": f"Token {token}"}
         ) as speaker:
             assert json.loads(await viewer.recv())["type"] == "stt_viewing"
+            # A viewer waits idle for longer than redis-py's default read timeout (5 s): its
+            # consumer must still be there when the captions come.
+            await asyncio.sleep(7)
             await speaker.send(json.dumps({"type": "stt_start", "language": "en", "sample_rate": 16000}))
             while json.loads(await asyncio.wait_for(speaker.recv(), 180))["type"] != "stt_listening":
                 pass
