@@ -205,10 +205,13 @@ def main(argv: list[str] | None = None) -> dict:
     final_wer = jiwer.wer([normalize(r.reference) for r in results],
                           [normalize(r.final_text) or "<empty>" for r in results])
     print()
+    def clip_wer(reference: str, hypothesis: str) -> float:
+        return jiwer.wer(normalize(reference), normalize(hypothesis) or "<empty>")
+
+    wers = [clip_wer(r.reference, r.final_text) for r in results]
+    offline_wers = [clip_wer(r.reference, r.offline_text) if r.offline_text else None for r in results]
     print(f"{'clip':<48} {'dur':>6} {'WER':>6} {'offWER':>6} {'first':>6} {'final':>6} {'lag':>6}")
-    for r in results:
-        wer = jiwer.wer(normalize(r.reference), normalize(r.final_text) or "<empty>")
-        off = jiwer.wer(normalize(r.reference), normalize(r.offline_text) or "<empty>") if r.offline_text else None
+    for r, wer, off in zip(results, wers, offline_wers, strict=True):
         print(f"{r.name:<48} {r.duration_s:6.1f} {wer:6.3f} {_fmt(off)} {_fmt(r.first_partial_s)} "
               f"{_fmt(r.final_latency_s)} {_fmt(_p(r.partial_lags, 50))}")
     first = [r.first_partial_s for r in results if r.first_partial_s is not None]
@@ -232,9 +235,8 @@ def main(argv: list[str] | None = None) -> dict:
             {
                 "clip": r.name,
                 "duration_s": round(r.duration_s, 2),
-                "wer": round(jiwer.wer(normalize(r.reference), normalize(r.final_text) or "<empty>"), 4),
-                "offline_wer": (round(jiwer.wer(normalize(r.reference), normalize(r.offline_text) or "<empty>"), 4)
-                                if r.offline_text else None),
+                "wer": round(wer, 4),
+                "offline_wer": None if off is None else round(off, 4),
                 "finals": r.finals,
                 "first_partial_s": r.first_partial_s,
                 "final_latency_s": r.final_latency_s,
@@ -242,7 +244,7 @@ def main(argv: list[str] | None = None) -> dict:
                 "offline_text": r.offline_text,
                 "reference": r.reference,
             }
-            for r in results
+            for r, wer, off in zip(results, wers, offline_wers, strict=True)
         ],
     }
     summary = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in summary.items()}

@@ -238,21 +238,23 @@ class StreamConsumer(_CaptionGroupMixin, AsyncWebsocketConsumer):
             kind, data = await commands.get()
             if kind == "end":
                 return
-            try:
-                if kind == "audio":
-                    await asyncio.to_thread(self.appender.append, data)
-                if self.engine is None and self.held_for_engine is not None:
-                    self.held_for_engine.append((kind, data))
-                elif kind == "audio":
-                    if self.engine is not None:
-                        self.engine.send_audio(data)
-                        self.audio_s_sent += len(data) / 2 / self.sample_rate
-                elif kind == "flush" and self.engine is not None:
-                    self.engine.flush()
-                elif kind == "stop" and self.engine is not None:
-                    self.engine.stop()
-            except EngineCrashedError:
-                pass  # the event pump sees the crash too and replaces the engine
+            if kind == "audio":
+                await asyncio.to_thread(self.appender.append, data)
+            with contextlib.suppress(EngineCrashedError):  # the event pump sees it and replaces the engine
+                self._pass_to_engine(kind, data)
+
+    def _pass_to_engine(self, kind: str, data: bytes | None) -> None:
+        """Give one command to the engine, or hold it while a crashed engine is replaced."""
+        if self.engine is None:
+            if self.held_for_engine is not None:
+                self.held_for_engine.append((kind, data))
+        elif kind == "audio":
+            self.engine.send_audio(data)
+            self.audio_s_sent += len(data) / 2 / self.sample_rate
+        elif kind == "flush":
+            self.engine.flush()
+        elif kind == "stop":
+            self.engine.stop()
 
     def _start_engine_stream(self, engine: EngineProcess, clock_offset_s: float) -> None:
         """Start a stream in ``engine``; its events are relayed with times moved by ``clock_offset_s``.
@@ -333,17 +335,9 @@ class StreamConsumer(_CaptionGroupMixin, AsyncWebsocketConsumer):
         held, self.held_for_engine = self.held_for_engine or [], None
         self.engine = fresh
         self._start_engine_stream(fresh, clock_offset_s=self.appender.start_offset_s + self.audio_s_sent)
-        try:
+        with contextlib.suppress(EngineCrashedError):  # its event pump reports this crash in turn
             for kind, data in held:
-                if kind == "audio":
-                    fresh.send_audio(data)
-                    self.audio_s_sent += len(data) / 2 / self.sample_rate
-                elif kind == "flush":
-                    fresh.flush()
-                elif kind == "stop":
-                    fresh.stop()
-        except EngineCrashedError:
-            pass  # its event pump reports this crash in turn
+                self._pass_to_engine(kind, data)
 
     async def _end_stream(self) -> None:
         """Flush the engine, wait for its last final, close the recording. The engine stays for a restart."""
