@@ -11,7 +11,9 @@ Measured (seconds): speech onset (energy above the noise floor, see ``_speech_bo
 the stream time of the audio it covers); end of speech -> final of the clip's last utterance
 (including the post-speech silence window); CPU seconds per second of audio streamed; peak
 RSS of the process (models + session, i.e. one engine process). Final WER is printed beside
-the WER of plain offline faster-whisper base (int8, beam 5) on the same clips.
+the WER of plain offline faster-whisper base (int8, beam 5) on the same clips. The time of
+one final decode of 5 s of speech (``reference_decode_5s``) is printed first: latency and CPU
+scale with it, so runs on different machines can be compared.
 
 Usage::
 
@@ -79,6 +81,24 @@ def _speech_bounds(audio: np.ndarray) -> tuple[float, float]:
     threshold = max(np.percentile(db, 95) - 30.0, np.percentile(db, 10) + 10.0)
     active = np.nonzero(db >= threshold)[0]
     return float(active[0] * frame / SR), float((active[-1] + 1) * frame / SR)
+
+
+def _reference_decode_s(config: EngineConfig, models, path: Path) -> float:
+    """Seconds one final decode of the first 5 s of ``path`` takes (best of 3).
+
+    The latency and CPU figures scale with this machine's speed; printing it beside them
+    lets runs on different machines be compared.
+    """
+    from stt_engine.recognizer import Recognizer
+
+    audio, _ = sf.read(str(path), dtype="float32", frames=5 * SR)
+    recognizer = Recognizer(config, models)
+    times = []
+    for _ in range(3):
+        started = time.perf_counter()
+        recognizer.final(audio, "en")
+        times.append(time.perf_counter() - started)
+    return min(times)
 
 
 def run_clip(
@@ -154,6 +174,8 @@ def main(argv: list[str] | None = None) -> dict:
     config = EngineConfig(cpu_threads=args.cpu_threads, **overrides).validate()
     models = load_models(config)
     normalize = EnglishTextNormalizer()
+    machine_speed = _reference_decode_s(config, models, folder / rows[0]["audio"])
+    print(f"this machine: one final decode of 5 s of speech takes {machine_speed:.2f} s", flush=True)
 
     results: list[ClipResult] = []
     totals = {"speculative_hits": 0, "speculative_misses": 0, "partial_decodes": 0, "final_decodes": 0,
@@ -230,6 +252,7 @@ def main(argv: list[str] | None = None) -> dict:
         "clips": len(results),
         "audio_s": round(sum(r.duration_s for r in results), 1),
         "cpu_count": os.cpu_count(),
+        "reference_decode_5s": round(machine_speed, 3),
         **totals,
         "per_clip": [
             {

@@ -20,6 +20,7 @@ from .errors import (
     SessionClosedError,
     SttEngineError,
 )
+from .load import SharedDecodeLoad
 from .process_host import EnginePool, EngineProcess
 
 if TYPE_CHECKING:
@@ -45,6 +46,7 @@ __all__ = [
     "PcmConverter",
     "SessionClosedError",
     "SessionStats",
+    "SharedDecodeLoad",
     "StreamingSession",
     "SttEngineError",
     "events",

@@ -37,15 +37,19 @@ class EngineConfig:
         ``partial_model`` (fast, greedy, short encoder window) runs every
         ``partial_interval_s`` at most, and never more often than ``partial_cost_factor``
         times its own last compute time, so CPU use stays bounded on long utterances.
+        Partials and speculative finals are optional work: a session given a
+        :class:`~stt_engine.load.SharedDecodeLoad` puts them off while their threads do not fit
+        beside other streams' decodes on the cores (an :class:`~stt_engine.EnginePool` shares one among its children).
     Finals
         ``final_model`` with ``beam_size`` decodes the whole utterance when it closes. It is
         started speculatively after ``speculative_final_after_s`` of silence and thrown away
         if speech resumes. The final's audio starts ``final_pre_roll_s`` before the voice
         onset (within the pre-recording buffer). ``final_window="auto"`` trims the encoder
-        window to 1.3 x the audio + 2 s and redoes doubtful results with the 30 s window at
-        ``final_temperatures``. The previous final is given as a prompt when it ended less than
-        ``prompt_with_previous_s`` before the utterance (0, the default, disables it: on the
-        dev set it helped one clip and hurt the long one). Utterances longer than
+        window to ``final_window_factor`` x the audio + ``final_window_pad_s`` and redoes
+        doubtful results with the 30 s window at ``final_temperatures``. The previous final
+        is given as a prompt when it ended less than ``prompt_with_previous_s`` before the
+        utterance (0, the default, disables it: on the dev set it helped one clip and hurt
+        the long one). Utterances longer than
         ``max_utterance_s`` are cut at the quietest point of their last ``cut_search_s`` seconds.
     Hallucination guards
         A segment is dropped when ``no_speech_prob > no_speech_threshold`` and
@@ -82,6 +86,8 @@ class EngineConfig:
     speculative_final_after_s: float = 0.2
     final_tail_s: float = 0.2
     final_window: str = "auto"
+    final_window_factor: float = 1.3
+    final_window_pad_s: float = 2.0
     final_pre_roll_s: float = 0.5
     final_temperatures: tuple[float, ...] = (0.0,)
     prompt_with_previous_s: float = 0.0
@@ -132,6 +138,8 @@ class EngineConfig:
                 "final_tail_s must be between 0 and speculative_final_after_s",
             ),
             (self.final_window in ("auto", "full"), "final_window must be 'auto' or 'full'"),
+            (1.0 <= self.final_window_factor <= 3.0, "final_window_factor must be 1..3"),
+            (0.0 <= self.final_window_pad_s <= 10.0, "final_window_pad_s must be 0..10"),
             (
                 len(self.final_temperatures) > 0 and all(0.0 <= t <= 1.0 for t in self.final_temperatures),
                 "final_temperatures must be a non-empty tuple of values in 0..1",

@@ -29,11 +29,12 @@ from . import events as ev
 from .audio import check_sample_rate, pcm16_to_float
 from .config import EngineConfig
 from .errors import EngineCrashedError, EngineUnavailableError, SttEngineError
+from .load import SharedDecodeLoad
 
 __all__ = ["EnginePool", "EngineProcess"]
 
 
-def _child_main(config: EngineConfig, commands: Any, conn: Connection) -> None:
+def _child_main(config: EngineConfig, commands: Any, conn: Connection, load: SharedDecodeLoad | None) -> None:
     """Entry point of the engine child: load models, then serve commands until ``close``."""
     try:
         import torch
@@ -86,7 +87,8 @@ def _child_main(config: EngineConfig, commands: Any, conn: Connection) -> None:
                     out.extend(session.stop())
                 session = None
                 session = StreamingSession(
-                    config, sample_rate=command[1], language=command[2], models=models, silero=silero
+                    config, sample_rate=command[1], language=command[2], models=models, silero=silero,
+                    load=load,
                 )
             elif session is None:
                 out.append(ev.EngineError(code="NOT_STARTED", message="Send stt_start before audio."))
@@ -119,11 +121,13 @@ class EngineProcess:
         events = proc.poll_events(timeout=0.1)
     """
 
-    def __init__(self, config: EngineConfig | None = None) -> None:
+    def __init__(self, config: EngineConfig | None = None, load: SharedDecodeLoad | None = None) -> None:
         """Start the child (it loads the models in the background).
 
         Args:
             config: engine settings; ``EngineConfig()`` when ``None``. It is validated.
+            load: the decode load this child shares with the server's other engines
+                (:mod:`stt_engine.load`); ``None`` for a child on its own.
         """
         self.config = (config or EngineConfig()).validate()
         ctx = mp.get_context("spawn")
@@ -131,7 +135,7 @@ class EngineProcess:
         reader, writer = ctx.Pipe(duplex=False)
         self._process = ctx.Process(
             target=_child_main,
-            args=(self.config, self._commands, writer),
+            args=(self.config, self._commands, writer, load),
             name="stt-engine",
             daemon=True,
         )
@@ -301,6 +305,9 @@ class EnginePool:
 
     :meth:`acquire` hands one out and starts a replacement in the background; the caller
     owns the process it got and closes it when its stream ends (or when it crashed).
+    Replacements load one at a time: a child costs about 6.5 CPU-seconds to load its models,
+    and four loading at once (four speakers starting together) starved the live streams on
+    2 cores, so their first finals came 12-16 s late.
     """
 
     def __init__(self, config: EngineConfig | None = None, size: int = 1, ready_timeout: float = 180.0) -> None:
@@ -316,31 +323,43 @@ class EnginePool:
         self.config = (config or EngineConfig()).validate()
         self.size = size
         self.ready_timeout = ready_timeout
+        self.load = SharedDecodeLoad()
+        """Shared by every child of the pool: partials and speculation yield to finals."""
         self._cond = threading.Condition()
         self._warm: list[EngineProcess] = []
         self._starting = 0
+        self._loading = 0
+        self._one_at_a_time = threading.Lock()
         self._closed = False
         self.last_error: str | None = None
         for _ in range(size):
             self._spawn()
 
-    def _spawn(self) -> None:
+    def _spawn(self, one_at_a_time: bool = False) -> None:
         with self._cond:
             if self._closed:
                 return
             self._starting += 1
-        threading.Thread(target=self._warm_up, name="stt-engine-warmup", daemon=True).start()
+        threading.Thread(
+            target=self._warm_up, args=(one_at_a_time,), name="stt-engine-warmup", daemon=True
+        ).start()
 
-    def _warm_up(self) -> None:
+    def _warm_up(self, one_at_a_time: bool) -> None:
         proc: EngineProcess | None = None
         ok = False
-        try:
-            proc = EngineProcess(self.config)
-            ok = proc.wait_ready(self.ready_timeout)
-            if not ok:
-                self.last_error = f"engine not ready after {self.ready_timeout} s"
-        except SttEngineError as exc:
-            self.last_error = exc.message
+        with self._one_at_a_time if one_at_a_time else contextlib.nullcontext():
+            with self._cond:
+                self._loading += 1
+            try:
+                proc = EngineProcess(self.config, self.load)
+                ok = proc.wait_ready(self.ready_timeout)
+                if not ok:
+                    self.last_error = f"engine not ready after {self.ready_timeout} s"
+            except SttEngineError as exc:
+                self.last_error = exc.message
+            finally:
+                with self._cond:
+                    self._loading -= 1
         with self._cond:
             self._starting -= 1
             if ok and proc is not None and not self._closed:
@@ -349,6 +368,12 @@ class EnginePool:
             self._cond.notify_all()
         if proc is not None:
             proc.close()
+
+    @property
+    def loading_count(self) -> int:
+        """How many children are loading their models right now."""
+        with self._cond:
+            return self._loading
 
     @property
     def warm_count(self) -> int:
@@ -396,7 +421,7 @@ class EnginePool:
                 self._cond.wait(left)
             refill = len(self._warm) + self._starting < self.size
         if refill:
-            self._spawn()
+            self._spawn(one_at_a_time=True)
         return proc
 
     def close(self) -> None:

@@ -304,7 +304,7 @@ class Recognizer:
             # A window of 1.3 x the audio + 2 s measured as accurate as 30 s on the dev set
             # at half the cost. Greedy-temperature only; anything doubtful is redone below
             # with the full window and the usual temperature fallback.
-            frames = _window_frames(1.3 * duration, 2.0, 0.0)
+            frames = _window_frames(cfg.final_window_factor * duration, cfg.final_window_pad_s, 0.0)
             if frames is not None:
                 segments, info = self._transcribe_final(model, audio, lang, frames, (0.0,), prompt)
                 # Segments after the end of the audio are the window being filled, not speech.

@@ -20,6 +20,7 @@ StateChanged("recording")`` and goes on recording.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from . import events as ev
 from .audio import PcmConverter
 from .config import ENGINE_SAMPLE_RATE, EngineConfig
 from .errors import SessionClosedError
+from .load import SharedDecodeLoad
 from .recognizer import EngineModels, FinalResult, Recognizer, load_models
 from .stabilizer import Stabilizer
 from .vad import FRAME_SAMPLES, VoiceActivityDetector
@@ -90,6 +92,10 @@ class SessionStats:
     speculative_hits: int = 0
     speculative_misses: int = 0
     dropped_utterances: int = 0
+    partials_yielded: int = 0
+    """Frames (32 ms) at which a due partial was put off: other streams' decodes filled the cores."""
+    speculations_yielded: int = 0
+    """Frames at which a due speculative final was put off for the same reason."""
 
 
 @dataclass
@@ -118,6 +124,7 @@ class StreamingSession:
         language: str | None = None,
         models: EngineModels | None = None,
         silero: torch.nn.Module | None = None,
+        load: SharedDecodeLoad | None = None,
     ) -> None:
         """Create a session (loads the models unless ``models`` is given).
 
@@ -128,6 +135,8 @@ class StreamingSession:
                 ``config.language``.
             models: preloaded models (:func:`stt_engine.recognizer.load_models`).
             silero: a Silero VAD model owned by this session (it keeps stream state).
+            load: the decode load shared with the server's other engines; partials and
+                speculative finals wait while it has no room for them (:mod:`stt_engine.load`).
 
         Raises:
             ValueError: an invalid config. AudioFormatError: an unsupported sample rate.
@@ -138,6 +147,7 @@ class StreamingSession:
         self.models = models if models is not None else load_models(self.config)
         self._recognizer = Recognizer(self.config, self.models)
         self._vad = VoiceActivityDetector(self.config, silero)
+        self._load = load
         self._stabilizer = Stabilizer()
         self.stats = SessionStats()
         self._buffer = _AudioBuffer()
@@ -297,6 +307,9 @@ class StreamingSession:
                 and self._silence >= cfg.speculative_final_after_s * _SR
                 and self._last_voiced_end - self._voiced_start + cfg.final_tail_s * _SR >= cfg.min_utterance_s * _SR
             ):
+                if not self._has_room(cfg.cpu_threads):
+                    self.stats.speculations_yielded += 1
+                    continue
                 end = self._last_voiced_end + int(cfg.final_tail_s * _SR)
                 start = self._final_start()
                 self._speculation = _Speculation(start, end, self._decode_final(start, end))
@@ -305,6 +318,11 @@ class StreamingSession:
                 and f1 >= self._next_partial_at
                 and self._silence < cfg.speculative_final_after_s * _SR
             ):
+                if not self._has_room(cfg.partial_cpu_threads):
+                    # Looked at again on the next frame; the backlog check above keeps a
+                    # partial that comes late from showing stale text.
+                    self.stats.partials_yielded += 1
+                    continue
                 self._run_partial(out, f1)
 
     def _start_utterance(self, out: list[ev.Event], onset: int) -> None:
@@ -322,11 +340,18 @@ class StreamingSession:
         out.append(ev.RecordingStart(start=self._utt_start / _SR, at=now))
         self._set_state(out, "recording")
 
+    def _has_room(self, threads: int) -> bool:
+        return self._load is None or self._load.has_room(threads)
+
+    def _decoding(self, threads: int) -> contextlib.AbstractContextManager:
+        return self._load.decoding(threads) if self._load is not None else contextlib.nullcontext()
+
     def _run_partial(self, out: list[ev.Event], now_sample: int) -> None:
         cfg = self.config
         audio = self._buffer.get(self._final_start(), now_sample)
         started = time.perf_counter()
-        text = self._recognizer.partial(audio)
+        with self._decoding(cfg.partial_cpu_threads):
+            text = self._recognizer.partial(audio)
         cost = time.perf_counter() - started
         self.stats.partial_decodes += 1
         self.stats.partial_seconds += cost
@@ -355,7 +380,8 @@ class StreamingSession:
         prompt = None
         if self._previous_text and start - self._previous_end <= self.config.prompt_with_previous_s * _SR:
             prompt = " ".join(self._previous_text.split()[-40:])
-        result = self._recognizer.final(audio, self.language, prompt)
+        with self._decoding(self.config.cpu_threads):
+            result = self._recognizer.final(audio, self.language, prompt)
         self.stats.final_decodes += 1
         self.stats.final_seconds += time.perf_counter() - started
         return result

@@ -58,6 +58,53 @@ def test_a_pooled_process_streams_a_clip_to_a_final_and_the_pool_refills(pool):
     assert pool.warm_count == 1
 
 
+def test_the_pool_sees_its_children_decoding_through_the_shared_load(pool):
+    """The children count their decodes in the pool's SharedDecodeLoad (so one stream's
+    partials can yield to another's final); the parent reads the same counter."""
+    proc = pool.acquire(timeout=120)
+    try:
+        assert pool.load.threads_in_use == 0
+        clip = dev_clip("ls_dev-clean_2412-153948-0002")
+        proc.start_stream(sample_rate=16000, language="en")
+        pcm = read_pcm(clip.path)
+        for i in range(0, len(pcm), 960):
+            proc.send_audio(pcm[i : i + 960].tobytes())
+        proc.stop()
+        seen: set[int] = set()
+        evs: list[events.Event] = []
+        deadline = time.monotonic() + 60
+        while not any(isinstance(e, events.StateChanged) and e.state == "idle" for e in evs):
+            assert time.monotonic() < deadline, evs
+            seen.add(pool.load.threads_in_use)
+            evs += proc.poll_events(timeout=0.005)
+        assert [e for e in evs if isinstance(e, events.Final)]
+        assert CHILD_CONFIG.cpu_threads in seen, seen  # the final decode, counted from the child
+        assert pool.load.threads_in_use == 0
+    finally:
+        proc.close()
+
+
+def test_replacements_load_one_at_a_time():
+    """Speakers who start together must not have every replacement loading models at once
+    (that starves their live streams)."""
+    with EnginePool(CHILD_CONFIG, size=2) as pool:
+        deadline = time.monotonic() + 180
+        while pool.warm_count < 2:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        taken = [pool.acquire(timeout=10), pool.acquire(timeout=10)]
+        try:
+            most_loading = 0
+            while pool.warm_count < 2:
+                assert time.monotonic() < deadline
+                most_loading = max(most_loading, pool.loading_count)
+                time.sleep(0.02)
+            assert most_loading == 1
+        finally:
+            for proc in taken:
+                proc.close()
+
+
 def test_bad_audio_is_refused_in_the_caller_and_in_the_child(pool):
     proc = pool.acquire(timeout=120)
     try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stt_engine import EngineConfig, events
+from stt_engine import EngineConfig, SharedDecodeLoad, StreamingSession, events
 from tests.speech import dev_clip, word_error_rate
 
 from .streaming import (
@@ -154,3 +154,32 @@ def test_audio_that_queued_up_is_caught_up_without_stale_partials(make_session):
     assert not [e for e in evs if isinstance(e, events.PartialUpdate)]
     assert session.stats.speculative_misses == 0
     assert word_error_rate([clip.text], [_final_text(evs)]) <= 0.2
+
+
+def test_partials_and_speculation_yield_while_other_decodes_use_every_core(engine_config, engine_models):
+    """Other streams' decodes hold the cores: this stream runs only the final it owes."""
+    load = SharedDecodeLoad(capacity=2)
+    clip = dev_clip("ls_dev-clean_2412-153948-0002")
+
+    def run() -> tuple[StreamingSession, list[events.Event]]:
+        session = StreamingSession(engine_config, language="en", models=engine_models, load=load)
+        return session, stream(session, read_pcm(clip.path))
+
+    with load.decoding(threads=2):
+        busy_session, busy = run()
+    assert load.threads_in_use == 0
+    check_event_order(busy)
+    assert not [e for e in busy if isinstance(e, events.PartialUpdate)]
+    assert busy_session.stats.partials_yielded > 0 and busy_session.stats.speculations_yielded > 0
+    assert busy_session.stats.speculative_hits + busy_session.stats.speculative_misses == 0
+    assert word_error_rate([clip.text], [_final_text(busy)]) <= 0.2
+
+    with load.decoding(threads=1):  # one core left: room for a partial, not for a 2-thread final
+        half_session, half = run()
+    assert [e for e in half if isinstance(e, events.PartialUpdate)]
+    assert half_session.stats.speculations_yielded > 0 and half_session.stats.speculative_hits == 0
+
+    idle_session, idle = run()
+    assert [e for e in idle if isinstance(e, events.PartialUpdate)]
+    assert idle_session.stats.speculative_hits == 1 and idle_session.stats.partials_yielded == 0
+    assert _final_text(idle) == _final_text(busy)
