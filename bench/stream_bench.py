@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import socket
@@ -107,21 +108,25 @@ async def run_speaker(base_ws: str, session_id: str, token: str, plan: list[Clip
         stopping = False
 
         async def receive() -> None:
-            async for raw in ws:
-                now = time.monotonic()
-                message = json.loads(raw)
-                kind = message["type"]
-                if message.get("stream_id", stream_id) != stream_id:
-                    continue  # another speaker's line (every speaker socket gets the whole session)
-                if kind in ("stt_update", "stt_stabilized") and message.get("text"):
-                    result.partials.append((now, message["at"] - offset))
-                elif kind == "stt_final":
-                    result.finals.append((now, message))
-                elif kind == "stt_error":
-                    result.errors.append(message)
-                elif kind == "stt_state" and message["state"] == "idle" and stopping:
-                    idle.set()
-                    return
+            with contextlib.suppress(websockets.ConnectionClosed):
+                async for raw in ws:
+                    now = time.monotonic()
+                    message = json.loads(raw)
+                    kind = message["type"]
+                    if message.get("stream_id", stream_id) != stream_id:
+                        continue  # another speaker's line (every speaker socket gets the whole session)
+                    if kind in ("stt_update", "stt_stabilized") and message.get("text"):
+                        result.partials.append((now, message["at"] - offset))
+                    elif kind == "stt_final":
+                        result.finals.append((now, message))
+                    elif kind == "stt_error":
+                        result.errors.append(message)
+                    elif kind == "stt_state" and message["state"] == "idle" and stopping:
+                        idle.set()
+                        return
+            # The server closed the socket before this stream's idle: record it, stop waiting.
+            result.errors.append({"type": "bench", "code": "CLOSED", "error": f"closed with {ws.close_code}"})
+            idle.set()
 
         receiver = asyncio.create_task(receive())
         start = time.monotonic()

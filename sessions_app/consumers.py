@@ -124,7 +124,8 @@ class StreamConsumer(_CaptionGroupMixin, AsyncWebsocketConsumer):
         self.recording = None
         self.appender = None
         self.tasks: list[asyncio.Task] = []
-        self.connected_at = self.last_message_at = time.monotonic()
+        self.connected_at = self.last_message_at = self.last_engine_event_at = time.monotonic()
+        self.stopping = False  # stt_stop sent; the engine still owes this stream's last finals
         self.session = await _session_if_allowed(self.user, self.session_id, None, stream=True)
         await self.accept()
         if self.session is None:
@@ -289,6 +290,7 @@ class StreamConsumer(_CaptionGroupMixin, AsyncWebsocketConsumer):
                 loop.remove_reader(engine.fileno())
 
     async def _relay(self, event: events.Event, clock_offset_s: float) -> None:
+        self.last_engine_event_at = time.monotonic()
         if isinstance(event, events.Final):
             if not event.text.strip():
                 return
@@ -348,8 +350,12 @@ class StreamConsumer(_CaptionGroupMixin, AsyncWebsocketConsumer):
         self.commands.put_nowait(("stop", None))
         self.commands.put_nowait(("end", None))
         if self.engine is not None:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self.idle_after_stop.wait(), _STOP_WAIT_S)
+            self.stopping = True
+            try:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self.idle_after_stop.wait(), _STOP_WAIT_S)
+            finally:
+                self.stopping = False
         await asyncio.sleep(0)
         await database_sync_to_async(close_recording)(self.recording, self.appender)
 
@@ -362,7 +368,10 @@ class StreamConsumer(_CaptionGroupMixin, AsyncWebsocketConsumer):
         while True:
             await asyncio.sleep(1.0)
             now = time.monotonic()
-            if now - self.last_message_at > settings.STT_IDLE_TIMEOUT_S:
+            # A client waiting for the finals of audio it sent is not idle: an engine behind
+            # real time (a busy server) may take a while, and keeps sending events meanwhile.
+            quiet_since = max(self.last_message_at, self.last_engine_event_at)
+            if not self.stopping and now - quiet_since > settings.STT_IDLE_TIMEOUT_S:
                 await self.refuse(ErrorCode.IDLE_TIMEOUT, "No message for too long; closing.", CloseCode.IDLE_TIMEOUT)
                 return
             if now - self.connected_at > settings.STT_MAX_SESSION_S:

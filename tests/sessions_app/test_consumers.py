@@ -46,6 +46,23 @@ def speaker_token(user):
 
 
 @pytest.fixture
+def engines_handed_out(monkeypatch) -> list:
+    """Every engine process the consumers acquire, in order (so a test can signal one)."""
+    from sessions_app import consumers
+
+    handed_out = []
+    real_acquire = consumers.acquire_engine
+
+    def acquire_and_remember(*args, **kwargs):
+        engine = real_acquire(*args, **kwargs)
+        handed_out.append(engine)
+        return engine
+
+    monkeypatch.setattr(consumers, "acquire_engine", acquire_and_remember)
+    return handed_out
+
+
+@pytest.fixture
 def live_session(user, make_session):
     return make_session(user, title="Live test", language="en")
 
@@ -213,6 +230,33 @@ async def test_an_idle_stream_is_closed(live_session, speaker_token, settings):
     await speaker.disconnect()
 
 
+async def test_a_client_waiting_for_a_slow_engine_after_stop_is_not_idle(
+    live_session, speaker_token, settings, engines_handed_out
+):
+    """On a busy server the engine can be seconds behind; the client that sent stt_stop is
+    waiting for its finals, and the idle timeout must not cut it off from them."""
+    handed_out = engines_handed_out
+    clip = dev_clip("jfk")
+    speaker = stream_communicator(live_session.id, token=speaker_token)
+    await start(speaker)
+    settings.STT_IDLE_TIMEOUT_S = 1
+    await stream_audio(speaker, pcm16(clip.path, seconds_of_silence_after=1.5), speed=8.0)
+    os.kill(handed_out[0].pid, signal.SIGSTOP)  # the engine falls 3 s behind
+    try:
+        await send_json(speaker, {"type": "stt_stop"})
+        await asyncio.sleep(3.0)
+    finally:
+        os.kill(handed_out[0].pid, signal.SIGCONT)
+    seen: list[dict] = []
+    finals = await receive_finals_until_idle(speaker, seen=seen)
+    assert not [m for m in seen if m["type"] == "stt_error"], seen
+    assert word_error_rate([clip.text], [" ".join(f["text"] for f in finals)]) <= 0.15
+    # Once the stream has ended and nothing happens, the idle timeout applies again.
+    assert json.loads(await speaker.receive_from(timeout=10))["code"] == "IDLE_TIMEOUT"
+    assert (await speaker.receive_output(timeout=5))["code"] == CloseCode.IDLE_TIMEOUT
+    await speaker.disconnect()
+
+
 async def test_a_disconnect_in_the_middle_of_speech_still_saves_the_utterance(live_session, speaker_token):
     clip = dev_clip("ls_dev-clean_2412-153948-0000")
     speaker = stream_communicator(live_session.id, token=speaker_token)
@@ -233,18 +277,8 @@ async def test_a_disconnect_in_the_middle_of_speech_still_saves_the_utterance(li
     assert word_error_rate([first_words], [" ".join(utterances[0].text.split()[:4])]) <= 0.5
 
 
-async def test_a_crashed_engine_is_reported_and_replaced(live_session, speaker_token, monkeypatch):
-    from sessions_app import consumers
-
-    handed_out = []
-
-    def acquire_and_remember(*args, **kwargs):
-        engine = real_acquire(*args, **kwargs)
-        handed_out.append(engine)
-        return engine
-
-    real_acquire = consumers.acquire_engine
-    monkeypatch.setattr(consumers, "acquire_engine", acquire_and_remember)
+async def test_a_crashed_engine_is_reported_and_replaced(live_session, speaker_token, engines_handed_out):
+    handed_out = engines_handed_out
     clip = dev_clip("jfk")
     speaker = stream_communicator(live_session.id, token=speaker_token)
     await start(speaker)
