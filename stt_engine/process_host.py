@@ -126,10 +126,11 @@ class EngineProcess:
 
         Args:
             config: engine settings; ``EngineConfig()`` when ``None``. It is validated.
-            load: the decode load this child shares with the server's other engines
-                (:mod:`stt_engine.load`); ``None`` for a child on its own.
+            load: this child's view of the decode load it shares with the server's other
+                engines (:meth:`SharedDecodeLoad.claim`); released when the child is closed.
         """
         self.config = (config or EngineConfig()).validate()
+        self._load = load
         ctx = mp.get_context("spawn")
         self._commands = ctx.Queue()
         reader, writer = ctx.Pipe(duplex=False)
@@ -263,6 +264,8 @@ class EngineProcess:
         self._commands.cancel_join_thread()
         self._commands.close()
         self._conn.close()
+        if self._load is not None:
+            self._load.release()  # a child killed in the middle of a decode left its slot set
 
     def __enter__(self) -> EngineProcess:
         return self
@@ -351,7 +354,7 @@ class EnginePool:
             with self._cond:
                 self._loading += 1
             try:
-                proc = EngineProcess(self.config, self.load)
+                proc = EngineProcess(self.config, self.load.claim())
                 ok = proc.wait_ready(self.ready_timeout)
                 if not ok:
                     self.last_error = f"engine not ready after {self.ready_timeout} s"

@@ -84,6 +84,29 @@ def test_the_pool_sees_its_children_decoding_through_the_shared_load(pool):
         proc.close()
 
 
+def test_a_child_killed_while_decoding_gives_its_threads_back(pool):
+    proc = pool.acquire(timeout=120)
+    try:
+        clip = dev_clip("ls_dev-clean_2412-153948-0002")
+        proc.start_stream(sample_rate=16000, language="en")
+        pcm = read_pcm(clip.path)
+        for i in range(0, len(pcm), 960):
+            proc.send_audio(pcm[i : i + 960].tobytes())
+        proc.stop()
+        deadline = time.monotonic() + 60
+        while pool.load.threads_in_use == 0:
+            assert time.monotonic() < deadline, "the child never decoded"
+            time.sleep(0.002)
+        os.kill(proc.pid, signal.SIGKILL)
+        while proc.is_alive():
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert pool.load.threads_in_use > 0  # the dead child's decode still counts...
+    finally:
+        proc.close()
+    assert pool.load.threads_in_use == 0  # ...until its process is closed
+
+
 def test_replacements_load_one_at_a_time():
     """Speakers who start together must not have every replacement loading models at once
     (that starves their live streams)."""
