@@ -24,7 +24,9 @@ class EngineConfig:
         ``1 - silero_sensitivity`` (0.4 -> 0.6). ``webrtc_sensitivity`` (0..3) is the WebRTC
         VAD aggressiveness used as the fast gate (3 filters the most non-speech); the gate stays
         open ``webrtc_hangover_s`` after WebRTC last heard something, and an utterance starts
-        when Silero confirms speech for ``speech_start_s`` while it is open.
+        when Silero confirms speech for ``speech_start_s`` while it is open. Silero's state is
+        reset after ``silero_reset_after_s`` of clear non-speech (0 never resets), so a soft
+        voice after a loud one is judged afresh.
         ``post_speech_silence_s`` of silence closes an utterance; utterances shorter than
         ``min_utterance_s`` (voice onset to last voiced frame, plus ``final_tail_s``) are
         dropped; ``pre_recording_buffer_s`` of audio
@@ -67,6 +69,7 @@ class EngineConfig:
     silero_sensitivity: float = 0.4
     webrtc_sensitivity: int = 3
     webrtc_hangover_s: float = 0.5
+    silero_reset_after_s: float = 1.0
     post_speech_silence_s: float = 0.6
     min_utterance_s: float = 0.5
     pre_recording_buffer_s: float = 1.0
@@ -119,6 +122,7 @@ class EngineConfig:
             (0.0 < self.silero_sensitivity < 1.0, "silero_sensitivity must be between 0 and 1"),
             (self.webrtc_sensitivity in (0, 1, 2, 3), "webrtc_sensitivity must be 0, 1, 2 or 3"),
             (0.0 <= self.webrtc_hangover_s <= 5.0, "webrtc_hangover_s must be 0..5"),
+            (0.0 <= self.silero_reset_after_s <= 60.0, "silero_reset_after_s must be 0..60"),
             (0.1 <= self.post_speech_silence_s <= 10.0, "post_speech_silence_s must be 0.1..10"),
             (0.0 <= self.min_utterance_s <= 10.0, "min_utterance_s must be 0..10"),
             (0.0 <= self.pre_recording_buffer_s <= 5.0, "pre_recording_buffer_s must be 0..5"),

@@ -7,6 +7,11 @@ hits it misjudged soft speech after a pause as noise. WebRTC VAD (10 ms sub-fram
 gate: speech can start only while WebRTC heard something within ``webrtc_hangover_s``.
 WebRTC at aggressiveness 3 hears soft or hoarse speech only now and then (one frame in five
 for a speaker with a cold), so it is not asked to agree frame by frame.
+
+Silero's state also adapts to the voices it has heard: after a loud speaker, a soft one that
+follows 1.5 s later scored 0.0-0.3 where a fresh model scores 0.9, and 25 s of speech were
+lost. The state is therefore reset after ``silero_reset_after_s`` of clear non-speech, so each
+new stretch of speech is judged as at the start of a stream.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ __all__ = ["FRAME_SAMPLES", "FrameVoice", "VoiceActivityDetector", "load_silero"
 
 FRAME_SAMPLES = 512
 _WEBRTC_SAMPLES = 160
+_CLEARLY_QUIET = 0.1  # Silero probability below which a frame counts toward a state reset
 
 
 def load_silero() -> torch.nn.Module:
@@ -60,6 +66,8 @@ class VoiceActivityDetector:
         self._pending = np.zeros(0, dtype=np.int16)
         self._hangover_frames = math.ceil(config.webrtc_hangover_s * ENGINE_SAMPLE_RATE / FRAME_SAMPLES)
         self._frames_since_heard = self._hangover_frames + 1
+        self._reset_frames = math.ceil(config.silero_reset_after_s * ENGINE_SAMPLE_RATE / FRAME_SAMPLES)
+        self._quiet_frames = 0
 
     def reset(self) -> None:
         """Reset Silero's recurrent state (after a long gap)."""
@@ -88,4 +96,8 @@ class VoiceActivityDetector:
         samples = torch.from_numpy(frame.astype(np.float32, copy=False))
         with torch.inference_mode():
             probability = float(self._silero(samples, ENGINE_SAMPLE_RATE))
+        self._quiet_frames = self._quiet_frames + 1 if probability < _CLEARLY_QUIET else 0
+        if self._reset_frames and self._quiet_frames >= self._reset_frames:
+            self._silero.reset_states()
+            self._quiet_frames = 0
         return FrameVoice(heard, self._frames_since_heard <= self._hangover_frames, probability)

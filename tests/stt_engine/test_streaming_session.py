@@ -94,6 +94,17 @@ def test_soft_hoarse_speech_from_the_first_second_is_heard(make_session):
     assert word_error_rate([clip.text], [_final_text(evs)]) <= 0.2, _final_text(evs)
 
 
+def test_a_soft_voice_right_after_a_loud_one_is_heard(make_session):
+    """Silero adapts to the loud speaker; 1.5 s later the soft one must still be heard."""
+    loud = read_pcm(dev_clip("mfa_acoustic_corpus").path, lead_s=0.0, tail_s=1.5)  # 27 s, then 1.5 s
+    soft = read_pcm(dev_clip("mfa_cold_corpus").path, lead_s=0.0, tail_s=0.0)[: 16000 * 12]
+    evs = stream(make_session(), np.concatenate([loud, soft, np.zeros(16000 * 2, np.int16)]))
+    check_event_order(evs)
+    after = [f for f in finals(evs) if f.start >= len(loud) / 16000]
+    text = " ".join(f.text for f in after).lower()
+    assert "this is the sick corpus" in text and "i have a cold" in text, [f.text for f in finals(evs)]
+
+
 @pytest.mark.parametrize("rate", [8000, 48000])
 def test_audio_at_other_rates_is_resampled_and_still_transcribed(make_session, rate):
     clip = dev_clip("jfk")
