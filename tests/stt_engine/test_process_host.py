@@ -10,7 +10,7 @@ import time
 import pytest
 
 from stt_engine import AudioFormatError, EngineConfig, EngineCrashedError, EnginePool, EngineProcess, events
-from tests.speech import dev_clip, word_error_rate
+from tests.speech import Clip, dev_clip, word_error_rate
 
 from .streaming import read_pcm
 
@@ -29,6 +29,17 @@ def _collect(proc: EngineProcess, until: type[events.Event], state: str | None =
     raise AssertionError(f"no {until.__name__} within {timeout} s: {got}")
 
 
+def _stream_clip_and_stop(proc: EngineProcess, name: str = "ls_dev-clean_2412-153948-0002") -> Clip:
+    """Start a stream, send a dev clip in 30 ms frames as fast as possible, then stop."""
+    clip = dev_clip(name)
+    proc.start_stream(sample_rate=16000, language="en")
+    pcm = read_pcm(clip.path)
+    for i in range(0, len(pcm), 960):
+        proc.send_audio(pcm[i : i + 960].tobytes())
+    proc.stop()
+    return clip
+
+
 @pytest.fixture(scope="module")
 def pool():
     with EnginePool(CHILD_CONFIG, size=1) as pool:
@@ -39,12 +50,7 @@ def test_a_pooled_process_streams_a_clip_to_a_final_and_the_pool_refills(pool):
     proc = pool.acquire(timeout=120)
     try:
         assert proc.ready and proc.is_alive()
-        clip = dev_clip("ls_dev-clean_2412-153948-0002")
-        proc.start_stream(sample_rate=16000, language="en")
-        pcm = read_pcm(clip.path)
-        for i in range(0, len(pcm), 960):
-            proc.send_audio(pcm[i : i + 960].tobytes())
-        proc.stop()
+        clip = _stream_clip_and_stop(proc)
         evs = _collect(proc, events.StateChanged, state="idle")
         finals = [e for e in evs if isinstance(e, events.Final)]
         assert finals and word_error_rate([clip.text], [" ".join(f.text for f in finals)]) <= 0.2
@@ -64,12 +70,7 @@ def test_the_pool_sees_its_children_decoding_through_the_shared_load(pool):
     proc = pool.acquire(timeout=120)
     try:
         assert pool.load.threads_in_use == 0
-        clip = dev_clip("ls_dev-clean_2412-153948-0002")
-        proc.start_stream(sample_rate=16000, language="en")
-        pcm = read_pcm(clip.path)
-        for i in range(0, len(pcm), 960):
-            proc.send_audio(pcm[i : i + 960].tobytes())
-        proc.stop()
+        _stream_clip_and_stop(proc)
         seen: set[int] = set()
         evs: list[events.Event] = []
         deadline = time.monotonic() + 60
@@ -87,12 +88,7 @@ def test_the_pool_sees_its_children_decoding_through_the_shared_load(pool):
 def test_a_child_killed_while_decoding_gives_its_threads_back(pool):
     proc = pool.acquire(timeout=120)
     try:
-        clip = dev_clip("ls_dev-clean_2412-153948-0002")
-        proc.start_stream(sample_rate=16000, language="en")
-        pcm = read_pcm(clip.path)
-        for i in range(0, len(pcm), 960):
-            proc.send_audio(pcm[i : i + 960].tobytes())
-        proc.stop()
+        _stream_clip_and_stop(proc)
         deadline = time.monotonic() + 60
         while pool.load.threads_in_use == 0:
             assert time.monotonic() < deadline, "the child never decoded"
