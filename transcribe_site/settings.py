@@ -191,8 +191,10 @@ STT_BEAM_SIZE = env_int("STT_BEAM_SIZE", 5, minimum=1, maximum=10)
 STT_DEFAULT_LANGUAGE = env_str("STT_DEFAULT_LANGUAGE", "auto")
 STT_WARM_ENGINES = env_int("STT_WARM_ENGINES", 1, minimum=0, maximum=32)
 
-# Limits of live streams.
-STT_MAX_STREAMS_PER_SERVER = env_int("STT_MAX_STREAMS_PER_SERVER", 8, minimum=1)
+# Limits of live streams. Each live speaker costs about half a core on the default models, so
+# a server admits two streams per core it may use; more would make every speaker's finals late.
+USABLE_CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+STT_MAX_STREAMS_PER_SERVER = env_int("STT_MAX_STREAMS_PER_SERVER", 2 * USABLE_CORES, minimum=1)
 STT_MAX_STREAMS_PER_USER = env_int("STT_MAX_STREAMS_PER_USER", 2, minimum=1)
 STT_MAX_SESSION_S = env_int("STT_MAX_SESSION_S", 4 * 3600, minimum=10)
 STT_IDLE_TIMEOUT_S = env_int("STT_IDLE_TIMEOUT_S", 120, minimum=5)

@@ -22,11 +22,11 @@ _PRINT = (
 _MODE_VARIABLES = ("DATABASE_URL", "REDIS_URL", "DEBUG", "SECRET_KEY", "ALLOWED_HOSTS")
 
 
-def read_settings(**env: str) -> subprocess.CompletedProcess:
+def read_settings(*, code: str = _PRINT, **env: str) -> subprocess.CompletedProcess:
     clean = {k: v for k, v in os.environ.items() if k not in _MODE_VARIABLES and not k.startswith("STT_")}
     clean.update(env, DJANGO_SETTINGS_MODULE="transcribe_site.settings")
     return subprocess.run(
-        [sys.executable, "-c", _PRINT], cwd=ROOT, env=clean, capture_output=True, text=True, timeout=60
+        [sys.executable, "-c", code], cwd=ROOT, env=clean, capture_output=True, text=True, timeout=60
     )
 
 
@@ -78,3 +78,16 @@ def test_production_mode_with_a_secret_key_starts():
     values = json.loads(result.stdout)
     assert values["debug"] is False
     assert values["hosts"] == ["example.org", "api.example.org"]
+
+
+@pytest.mark.parametrize(("cores", "expected"), [({0}, 2), (None, None)])
+def test_the_server_admits_two_live_streams_per_core_it_may_use(cores, expected):
+    pin = f"os.sched_setaffinity(0, {cores!r}); " if cores else ""
+    code = (
+        f"import os; {pin}import django; from django.conf import settings; "
+        "print(settings.STT_MAX_STREAMS_PER_SERVER)"
+    )
+    result = read_settings(code=code)
+    assert result.returncode == 0, result.stderr
+    assert int(result.stdout) == (expected or 2 * len(os.sched_getaffinity(0)))
+    assert read_settings(code=code, STT_MAX_STREAMS_PER_SERVER="9").stdout.strip() == "9"
