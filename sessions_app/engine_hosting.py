@@ -30,6 +30,7 @@ def engine_config_from_settings() -> EngineConfig:
         pre_recording_buffer_s=settings.STT_PRE_ROLL_S,
         max_utterance_s=settings.STT_MAX_UTTERANCE_S,
         beam_size=settings.STT_BEAM_SIZE,
+        context_after_pause_s=settings.STT_CONTEXT_AFTER_PAUSE_S,
     ).validate()
 
 

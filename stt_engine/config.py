@@ -51,7 +51,10 @@ class EngineConfig:
         doubtful results with the 30 s window at ``final_temperatures``. The previous final
         is given as a prompt when it ended less than ``prompt_with_previous_s`` before the
         utterance (0, the default, disables it: on the dev set it helped one clip and hurt
-        the long one). Utterances longer than
+        the long one). An utterance that starts less than ``context_after_pause_s`` after the
+        previous final's audio ended (0 disables) is decoded after the last ``context_max_s``
+        seconds of that audio, with that final's words forced as the start of the transcript:
+        a sentence split at a pause is continued, not started afresh. Utterances longer than
         ``max_utterance_s`` are cut at the quietest point of their last ``cut_search_s`` seconds.
     Hallucination guards
         A segment is dropped when ``no_speech_prob > no_speech_threshold`` and
@@ -94,6 +97,8 @@ class EngineConfig:
     final_pre_roll_s: float = 0.5
     final_temperatures: tuple[float, ...] = (0.0,)
     prompt_with_previous_s: float = 0.0
+    context_after_pause_s: float = 3.0
+    context_max_s: float = 5.0
     max_utterance_s: float = 30.0
     cut_search_s: float = 8.0
 
@@ -149,6 +154,8 @@ class EngineConfig:
                 "final_temperatures must be a non-empty tuple of values in 0..1",
             ),
             (self.prompt_with_previous_s >= 0.0, "prompt_with_previous_s must be >= 0"),
+            (0.0 <= self.context_after_pause_s <= 60.0, "context_after_pause_s must be 0..60"),
+            (1.0 <= self.context_max_s <= 20.0, "context_max_s must be 1..20"),
             (5.0 <= self.max_utterance_s <= 30.0, "max_utterance_s must be 5..30 seconds"),
             (
                 1.0 <= self.cut_search_s < self.max_utterance_s,

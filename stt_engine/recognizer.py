@@ -11,6 +11,7 @@ recognizer can trim the encoder window to the audio plus some padding
 
 from __future__ import annotations
 
+import itertools
 import math
 import threading
 from dataclasses import dataclass, field, replace
@@ -113,6 +114,8 @@ class FinalResult:
     confidence: float
     words: list[RecognizedWord] = field(default_factory=list)
     dropped_segments: int = 0
+    continued: bool = False
+    """Decoded as the continuation of the context given to :meth:`Recognizer.final`."""
 
 
 def _window_frames(duration_s: float, pad_s: float, minimum_s: float) -> int | None:
@@ -169,6 +172,31 @@ def trailing_repetition(words: list[str], min_ngram: int = 2) -> int | None:
             # The last copy may be cut short, but it must be long enough to be telling.
             if len(rest) >= min(n, 3) and all(rest[k] == phrase[k % n] for k in range(len(rest))):
                 return start + n
+    return None
+
+
+def _without_prefix(segments: list, prefix: str) -> list | None:
+    """Drop the words of a forced ``prefix`` from the start of decoded ``segments``.
+
+    Returns:
+        The segments of what was said after the prefix (the one it ends in rebuilt from its
+        remaining words), or ``None`` when the words do not begin with the prefix.
+    """
+    wanted = prefix.strip()
+    spoken = ""
+    for index, segment in enumerate(segments):
+        words = list(segment.words or [])
+        for position, word in enumerate(words):
+            spoken = (spoken + word.word).strip() if spoken else word.word.strip()
+            if spoken == wanted or (spoken.startswith(wanted) and not spoken[len(wanted) :].strip(".,!?;: ")):
+                # Found; punctuation the decode put after the prefix's last word goes with it.
+                rest = words[position + 1 :]
+                while rest and not rest[0].word.strip(".,!?;: "):
+                    rest.pop(0)
+                head = [replace(segment, text="".join(w.word for w in rest), words=rest)] if rest else []
+                return head + list(segments[index + 1 :])
+            if len(spoken) > len(wanted):
+                return None
     return None
 
 
@@ -255,8 +283,16 @@ class Recognizer:
         frames: int | None,
         temperatures: tuple[float, ...],
         prompt: str | None = None,
-    ) -> tuple[list, object]:
+        prefix: str | None = None,
+    ) -> tuple[list, object] | None:
+        """One faster-whisper decode; ``None`` when the forced ``prefix`` is not found in its words."""
         cfg = self.config
+        # A looping decode would otherwise run to 448 tokens (seconds with a beam); the prompt
+        # (start tokens and the forced prefix) counts toward Whisper's 448 as well.
+        max_new_tokens = min(400, int(8 * len(audio) / ENGINE_SAMPLE_RATE) + 24)
+        if prefix:
+            prefix_tokens = len(model.hf_tokenizer.encode(" " + prefix.strip()).ids)
+            max_new_tokens = min(max_new_tokens, model.max_length - 8 - prefix_tokens)
         with model.lock:
             model.encode_frames = frames
             try:
@@ -269,28 +305,73 @@ class Recognizer:
                     vad_filter=False,
                     temperature=temperatures,
                     initial_prompt=prompt or None,
-                    # A looping decode would otherwise run to 448 tokens (seconds with a beam).
-                    max_new_tokens=min(400, int(8 * len(audio) / ENGINE_SAMPLE_RATE) + 24),
+                    prefix=prefix or None,
+                    # After a forced prefix, timestamp mode tends to start over and say it again.
+                    without_timestamps=bool(prefix),
+                    max_new_tokens=max_new_tokens,
                     compression_ratio_threshold=cfg.compression_ratio_threshold,
                     log_prob_threshold=cfg.log_prob_threshold,
                     no_speech_threshold=cfg.no_speech_threshold,
                 )
-                return list(segments), info
+                # Without timestamps, faster-whisper decodes again from the last word's end and
+                # finds words in the silence there ("Thank you."): only the first window counts,
+                # and the generator stops before that second decode.
+                segments = list(itertools.islice(segments, 1)) if prefix else list(segments)
             finally:
                 model.encode_frames = None
+        if prefix:
+            segments = _without_prefix(segments, prefix)
+            if segments is None:
+                return None
+        return segments, info
 
-    def final(self, audio: np.ndarray, language: str | None = None, prompt: str | None = None) -> FinalResult:
+    def final(
+        self,
+        audio: np.ndarray,
+        language: str | None = None,
+        prompt: str | None = None,
+        context: str | None = None,
+        context_s: float = 0.0,
+    ) -> FinalResult:
         """Decode a whole utterance with the accurate model (beam search, word times).
 
+        With ``context``, the first ``context_s`` seconds of ``audio`` are the end of the
+        previous utterance and ``context`` is what the previous final said there. It is forced
+        as the start of the transcript (Whisper's ``prefix``), so the decoder continues a
+        sentence with the audio and words it was said with, instead of starting afresh after a
+        pause; only the words after it are returned. If the decode's words do not begin with
+        ``context`` or nothing follows it, the utterance is decoded again on its own.
+
         Args:
-            audio: 16 kHz float32 samples of the utterance (at most 30 s).
+            audio: 16 kHz float32 samples of the utterance (at most 30 s), after ``context_s``
+                seconds of context when ``context`` is given.
             language: a language code, or ``None``/``"auto"`` to detect it.
-            prompt: text said just before (the previous final), given to Whisper as context.
+            prompt: text said before, given to Whisper as a prompt (no audio).
+            context: the text of the previous final within the first ``context_s`` seconds.
+            context_s: seconds of context audio at the start of ``audio``.
 
         Returns:
-            The text, words (times relative to ``audio``), language and a confidence
-            (mean word probability); empty text when every segment was rejected.
+            The text, words (times relative to the end of the context, i.e. to the start of
+            the utterance), language and a confidence (mean word probability); empty text
+            when every segment was rejected.
         """
+        if context:
+            result = self._final(audio, language, prompt, context, context_s)
+            if result is not None and result.words:
+                return result
+            audio = audio[round(context_s * ENGINE_SAMPLE_RATE) :]
+        result = self._final(audio, language, prompt, None, 0.0)
+        assert result is not None  # only a forced context can fail to be found
+        return result
+
+    def _final(
+        self,
+        audio: np.ndarray,
+        language: str | None,
+        prompt: str | None,
+        context: str | None,
+        context_s: float,
+    ) -> FinalResult | None:
         model = self.models.final
         cfg = self.config
         duration = len(audio) / ENGINE_SAMPLE_RATE
@@ -300,32 +381,44 @@ class Recognizer:
         segments: list = []
         info = None
         fallback: list = []
-        if cfg.final_window == "auto":
+        frames = _window_frames(cfg.final_window_factor * duration, cfg.final_window_pad_s, 0.0)
+        if context and (cfg.final_window != "auto" or frames is None):
+            return None  # context is only worth a short window; the utterance alone is decoded
+        if cfg.final_window == "auto" and frames is not None:
             # A window of 1.3 x the audio + 2 s measured as accurate as 30 s on the dev set
             # at half the cost. Greedy-temperature only; anything doubtful is redone below
             # with the full window and the usual temperature fallback.
-            frames = _window_frames(cfg.final_window_factor * duration, cfg.final_window_pad_s, 0.0)
-            if frames is not None:
-                segments, info = self._transcribe_final(model, audio, lang, frames, (0.0,), prompt)
-                # Segments after the end of the audio are the window being filled, not speech.
-                segments = [s for s in segments if s.start < duration - 0.1]
-                doubtful = not segments or any(
-                    not self._keep(s) or s.avg_logprob < cfg.log_prob_threshold for s in segments
-                )
-                if doubtful:
-                    fallback = [s for s in segments if self._keep(s)]
-                    segments, info = [], None
-                else:
-                    segments = self._cut_trailing_repetition(segments)
+            decoded = self._transcribe_final(model, audio, lang, frames, (0.0,), prompt, context)
+            if decoded is None:
+                return None
+            segments, info = decoded
+            # Segments after the end of the audio are the window being filled, not speech.
+            segments = [s for s in segments if s.start < duration - 0.1]
+            doubtful = not segments or any(
+                not self._keep(s) or s.avg_logprob < cfg.log_prob_threshold for s in segments
+            )
+            if doubtful and context:
+                # With the full window and no timestamps Whisper adds words after the end
+                # ("Thanks for watching."); the utterance alone is decoded instead.
+                return None
+            if doubtful:
+                fallback = [s for s in segments if self._keep(s)]
+                segments, info = [], None
+            else:
+                segments = self._cut_trailing_repetition(segments)
         if info is None:
-            segments, info = self._transcribe_final(model, audio, lang, None, cfg.final_temperatures, prompt)
+            # Never with a context: it returned above when the short window was not enough.
+            decoded = self._transcribe_final(model, audio, lang, None, cfg.final_temperatures, prompt)
+            assert decoded is not None
+            segments, info = decoded
             if fallback and not any(self._keep(s) for s in segments):
                 segments = fallback
         kept = [s for s in segments if self._keep(s)]
         words: list[RecognizedWord] = []
         for segment in kept:
             for w in segment.words or []:
-                words.append(RecognizedWord(w.word, float(w.start), float(w.end), float(w.probability)))
+                start, end = float(w.start) - context_s, float(w.end) - context_s
+                words.append(RecognizedWord(w.word, start, end, float(w.probability)))
         text = " ".join(s.text.strip() for s in kept if s.text.strip())
         if words:
             confidence = float(np.mean([w.probability for w in words]))
@@ -339,4 +432,5 @@ class Recognizer:
             confidence=confidence,
             words=words,
             dropped_segments=len(segments) - len(kept),
+            continued=bool(context),
         )

@@ -96,6 +96,20 @@ class SessionStats:
     """Frames (32 ms) at which a due partial was put off: other streams' decodes filled the cores."""
     speculations_yielded: int = 0
     """Frames at which a due speculative final was put off for the same reason."""
+    continued_decodes: int = 0
+    """Final decodes that continued the previous final (its audio and words as context)."""
+
+
+@dataclass
+class _Context:
+    """The end of the previous final, given to the next final's decode (see ``Recognizer.final``)."""
+
+    start: int
+    """First sample of the context audio (a little before its first word)."""
+    end: int
+    """Where the previous utterance's audio ended."""
+    text: str
+    """What the previous final said from ``start`` on."""
 
 
 @dataclass
@@ -158,6 +172,7 @@ class StreamingSession:
         self._speech_run = 0
         self._previous_end = 0
         self._previous_text = ""
+        self._context: _Context | None = None
         self._utterance_index = 0
         self._reset_utterance()
 
@@ -274,7 +289,7 @@ class StreamingSession:
                     self._start_utterance(out, f1 - self._speech_run * FRAME_SAMPLES)
                 else:
                     keep = int((cfg.pre_recording_buffer_s + 0.1) * _SR)
-                    self._buffer.drop_before(f1 - keep)
+                    self._buffer.drop_before(self._keep_from(f1 - keep, f1))
                 continue
             self._probabilities.append((f1, voice.probability))
             voiced = voice.probability >= threshold - cfg.silence_hysteresis
@@ -374,15 +389,47 @@ class StreamingSession:
         pre_roll = int(self.config.final_pre_roll_s * _SR)
         return max(self._utt_start, min(self._voiced_start - pre_roll, self._last_voiced_end))
 
+    def _live_context(self, now_sample: int) -> _Context | None:
+        """The previous final's context if the next utterance may still continue it."""
+        context = self._context
+        if context is None or now_sample - context.end > self.config.context_after_pause_s * _SR:
+            self._context = None
+            return None
+        return context
+
+    def _keep_from(self, index: int, now_sample: int) -> int:
+        """Where buffered audio may be dropped: not before a context still in use."""
+        context = self._live_context(now_sample)
+        return index if context is None else min(index, context.start)
+
+    def _context_of(self, final: ev.Final, audio_start: int, end: int) -> _Context | None:
+        """The last ``context_max_s`` of a final's words and audio."""
+        cfg = self.config
+        if cfg.context_after_pause_s <= 0 or not final.words:
+            return None
+        kept = [w for w in final.words if final.end - w.start <= cfg.context_max_s]
+        if not kept:
+            return None
+        # Word starts are Whisper's estimate; a little earlier keeps the first one whole.
+        start = max(audio_start, int((kept[0].start - 0.2) * _SR), self._buffer.start)
+        return _Context(start=start, end=end, text=" ".join(w.word for w in kept))
+
     def _decode_final(self, start: int, end: int) -> FinalResult:
-        audio = self._buffer.get(start, end)
         started = time.perf_counter()
         prompt = None
         if self._previous_text and start - self._previous_end <= self.config.prompt_with_previous_s * _SR:
             prompt = " ".join(self._previous_text.split()[-40:])
+        context = self._live_context(start)
+        if context is not None and context.start < start:
+            audio = self._buffer.get(context.start, end)
+            context_s = (start - context.start) / _SR
+            text = context.text
+        else:
+            audio, context_s, text = self._buffer.get(start, end), 0.0, None
         with self._decoding(self.config.cpu_threads):
-            result = self._recognizer.final(audio, self.language, prompt)
+            result = self._recognizer.final(audio, self.language, prompt, text, context_s)
         self.stats.final_decodes += 1
+        self.stats.continued_decodes += int(result.continued)
         self.stats.final_seconds += time.perf_counter() - started
         return result
 
@@ -412,6 +459,7 @@ class StreamingSession:
             if final is not None:
                 out.append(final)
                 self._previous_text = final.text
+                self._context = self._context_of(final, start, end)
         self._previous_end = end
         self._utterance_index += 1
         self._reset_utterance()
@@ -465,7 +513,7 @@ class StreamingSession:
         self._voiced_start = cut
         self._last_voiced_end = now_sample
         self._next_partial_at = now_sample
-        self._buffer.drop_before(cut)
+        self._buffer.drop_before(self._keep_from(cut, now_sample))
         start_event = ev.RecordingStart(start=cut / _SR, at=self._now())
         last = out[-1] if out else None
         if isinstance(last, ev.StateChanged) and last.state == "recording":

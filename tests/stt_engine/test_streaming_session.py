@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -153,6 +156,23 @@ def test_chunk_size_does_not_matter_much(make_session):
     evs += session.stop()
     check_event_order(evs)
     assert word_error_rate([clip.text], [_final_text(evs)]) <= 0.2
+
+
+def test_speech_after_a_short_pause_continues_the_previous_final(make_session, engine_config):
+    """JFK pauses twice inside one sentence; each part after a pause is decoded after the
+    previous part's audio and words, and only its own words come back, later than the part before."""
+    clip = dev_clip("jfk")
+    session = make_session()
+    got = finals(stream(session, read_pcm(clip.path)))
+    assert len(got) >= 2 and session.stats.continued_decodes >= 1, [f.text for f in got]
+    assert word_error_rate([clip.text], [" ".join(f.text for f in got)]) <= 0.1, [f.text for f in got]
+    for before, after in itertools.pairwise(got):
+        assert after.words[0].start >= before.end - 0.1, (before.text, after.text, after.words[0])
+        assert not after.text.lower().startswith(before.text.lower()[:12]), (before.text, after.text)
+
+    alone = make_session(config=replace(engine_config, context_after_pause_s=0.0))
+    stream(alone, read_pcm(clip.path))
+    assert alone.stats.continued_decodes == 0
 
 
 def test_audio_that_queued_up_is_caught_up_without_stale_partials(make_session):
