@@ -381,6 +381,15 @@ class StreamConsumer(_CaptionGroupMixin, AsyncWebsocketConsumer):
                 )
                 return
 
+    async def __call__(self, scope, receive, send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            # An error that escapes a handler skips Channels' call of disconnect(); the stream's
+            # slot and engine must still be given back, or the server loses capacity for good.
+            if getattr(self, "has_slot", False):
+                await self.disconnect(1011)  # WebSocket "internal error"
+
     async def disconnect(self, code: int) -> None:
         if not self.has_slot:
             return

@@ -8,10 +8,12 @@ gate: speech can start only while WebRTC heard something within ``webrtc_hangove
 WebRTC at aggressiveness 3 hears soft or hoarse speech only now and then (one frame in five
 for a speaker with a cold), so it is not asked to agree frame by frame.
 
-Silero's state also adapts to the voices it has heard: after a loud speaker, a soft one that
-follows 1.5 s later scored 0.0-0.3 where a fresh model scores 0.9, and 25 s of speech were
-lost. The state is therefore reset after ``silero_reset_after_s`` of clear non-speech, so each
-new stretch of speech is judged as at the start of a stream.
+Both adapt to what they have heard. Silero's recurrent state: after a loud speaker, a soft one
+that follows 1.5 s later scored 0.0-0.3 where a fresh model scores 0.9, and 25 s of speech were
+lost. WebRTC's noise and speech models: after ten minutes of other voices it heard none of a
+soft, hoarse voice's frames for 14 s (fresh, it hears about half of them), so the gate stayed shut
+while Silero was sure of speech. Both are therefore reset after ``silero_reset_after_s`` of clear
+non-speech, so each new stretch of speech is judged as at the start of a stream.
 """
 
 from __future__ import annotations
@@ -70,8 +72,10 @@ class VoiceActivityDetector:
         self._quiet_frames = 0
 
     def reset(self) -> None:
-        """Reset Silero's recurrent state (after a long gap)."""
+        """Judge what follows afresh: reset Silero's recurrent state and WebRTC's noise model."""
         self._silero.reset_states()
+        self._webrtc = webrtcvad.Vad(self.config.webrtc_sensitivity)
+        self._quiet_frames = 0
 
     def classify(self, frame: np.ndarray) -> FrameVoice:
         """Classify one frame.
@@ -98,6 +102,5 @@ class VoiceActivityDetector:
             probability = float(self._silero(samples, ENGINE_SAMPLE_RATE))
         self._quiet_frames = self._quiet_frames + 1 if probability < _CLEARLY_QUIET else 0
         if self._reset_frames and self._quiet_frames >= self._reset_frames:
-            self._silero.reset_states()
-            self._quiet_frames = 0
+            self.reset()
         return FrameVoice(heard, self._frames_since_heard <= self._hangover_frames, probability)

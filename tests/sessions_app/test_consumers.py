@@ -10,6 +10,7 @@ import wave
 
 import pytest
 from channels.db import database_sync_to_async
+from channels.layers import channel_layers
 from django.core.files.storage import default_storage
 from rest_framework.authtoken.models import Token
 
@@ -36,7 +37,11 @@ def live_settings(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path / "media"
     settings.STT_MAX_AUDIO_SPEED = 8.0
     settings.STT_AUDIO_BURST_S = 5.0
+    # Each test runs on its own event loop; a Redis channel layer binds its locks to the loop
+    # that first used it, and a lock a finished test's loop still held broke the next test.
+    channel_layers.backends.clear()
     yield
+    channel_layers.backends.clear()
     assert stream_slots.total == 0, "a stream slot leaked"
 
 
@@ -316,3 +321,25 @@ async def test_after_stop_a_new_start_continues_on_the_recording_clock(live_sess
     assert word_error_rate([clip.text], [" ".join(f["text"] for f in second_finals)]) <= 0.2
     recording = await database_sync_to_async(AudioRecording.objects.get)(session=live_session)
     assert recording.duration_s == pytest.approx(2 * (clip.duration_s + 1.0), abs=0.1)
+
+
+async def test_an_unexpected_error_in_a_handler_still_gives_the_stream_slot_and_engine_back(
+    live_session, speaker_token, engines_handed_out, monkeypatch
+):
+    """A bug that escapes a handler ends the connection; the server must not lose a stream slot
+    (or keep the engine) for good."""
+    from sessions_app import consumers
+
+    speaker = stream_communicator(live_session.id, token=speaker_token)
+    await start(speaker)
+    assert stream_slots.total == 1
+
+    async def failing_audio_handler(self, data):  # a fake, for this error path only
+        raise RuntimeError("injected failure")
+
+    monkeypatch.setattr(consumers.StreamConsumer, "_on_audio", failing_audio_handler)
+    await speaker.send_to(bytes_data=b"\x00\x00" * 320)
+    with pytest.raises(RuntimeError, match="injected failure"):
+        await speaker.wait(timeout=30)
+    assert stream_slots.total == 0
+    assert engines_handed_out and not engines_handed_out[0].is_alive()
