@@ -54,7 +54,8 @@ class EngineConfig:
         the long one). An utterance that starts less than ``context_after_pause_s`` after the
         previous final's audio ended (0 disables) is decoded after the last ``context_max_s``
         seconds of that audio, with that final's words forced as the start of the transcript:
-        a sentence split at a pause is continued, not started afresh. Utterances longer than
+        a sentence split at a pause is continued, not started afresh (left out, like partials,
+        while other streams' decodes fill the cores). Utterances longer than
         ``max_utterance_s`` are cut at the quietest point of their last ``cut_search_s`` seconds.
     Hallucination guards
         A segment is dropped when ``no_speech_prob > no_speech_threshold`` and

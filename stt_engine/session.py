@@ -420,7 +420,13 @@ class StreamingSession:
         if self._previous_text and start - self._previous_end <= self.config.prompt_with_previous_s * _SR:
             prompt = " ".join(self._previous_text.split()[-40:])
         context = self._live_context(start)
-        if context is not None and context.start < start:
+        # The context makes the decode slower: like partials, it is left out while other
+        # streams' decodes fill the cores.
+        if (
+            context is not None
+            and self._buffer.start <= context.start < start
+            and self._has_room(self.config.cpu_threads)
+        ):
             audio = self._buffer.get(context.start, end)
             context_s = (start - context.start) / _SR
             text = context.text

@@ -175,6 +175,17 @@ def test_speech_after_a_short_pause_continues_the_previous_final(make_session, e
     assert alone.stats.continued_decodes == 0
 
 
+def test_finals_do_not_continue_the_previous_one_while_other_decodes_use_every_core(
+    engine_config, engine_models
+):
+    load = SharedDecodeLoad(capacity=2)
+    session = StreamingSession(engine_config, language="en", models=engine_models, load=load)
+    with load.decoding(threads=2):
+        got = finals(stream(session, read_pcm(dev_clip("jfk").path)))
+    assert len(got) >= 2 and session.stats.final_decodes >= 2
+    assert session.stats.continued_decodes == 0
+
+
 def test_audio_that_queued_up_is_caught_up_without_stale_partials(make_session):
     """A backlog (audio that arrived while the engine was decoding) comes in one feed: the
     session skips partials and speculation for moments newer audio already follows."""
