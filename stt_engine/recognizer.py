@@ -340,7 +340,8 @@ class Recognizer:
         as the start of the transcript (Whisper's ``prefix``), so the decoder continues a
         sentence with the audio and words it was said with, instead of starting afresh after a
         pause; only the words after it are returned. If the decode's words do not begin with
-        ``context`` or nothing follows it, the utterance is decoded again on its own.
+        ``context``, nothing follows it, or the short-window decode is doubtful (or the audio
+        too long for one), the utterance is decoded again on its own.
 
         Args:
             audio: 16 kHz float32 samples of the utterance (at most 30 s), after ``context_s``

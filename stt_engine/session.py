@@ -422,18 +422,16 @@ class StreamingSession:
         context = self._live_context(start)
         # The context makes the decode slower: like partials, it is left out while other
         # streams' decodes fill the cores.
-        if (
-            context is not None
-            and self._buffer.start <= context.start < start
-            and self._has_room(self.config.cpu_threads)
+        if context is not None and not (
+            self._buffer.start <= context.start < start and self._has_room(self.config.cpu_threads)
         ):
-            audio = self._buffer.get(context.start, end)
-            context_s = (start - context.start) / _SR
-            text = context.text
-        else:
-            audio, context_s, text = self._buffer.get(start, end), 0.0, None
+            context = None
+        audio_start = start if context is None else context.start
+        audio = self._buffer.get(audio_start, end)
         with self._decoding(self.config.cpu_threads):
-            result = self._recognizer.final(audio, self.language, prompt, text, context_s)
+            result = self._recognizer.final(
+                audio, self.language, prompt, context and context.text, (start - audio_start) / _SR
+            )
         self.stats.final_decodes += 1
         self.stats.continued_decodes += int(result.continued)
         self.stats.final_seconds += time.perf_counter() - started
