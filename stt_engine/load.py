@@ -19,12 +19,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-__all__ = ["SharedDecodeLoad"]
+__all__ = ["SharedDecodeLoad", "usable_cores"]
 
 _OWN_SLOT = 0  # used by a load that was not claimed for a child (a session in this process)
 
 
-def _usable_cores() -> int:
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity, where the OS tells it)."""
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
@@ -52,7 +53,7 @@ class SharedDecodeLoad:
             slots: most engine processes that can share the load at once (more run unshared).
             context: the multiprocessing context of the engine processes (``spawn`` if ``None``).
         """
-        self.capacity = max(1, capacity or _usable_cores())
+        self.capacity = max(1, capacity or usable_cores())
         self._threads = (context or mp.get_context("spawn")).Array("i", slots, lock=False)
         self._free = list(range(1, slots))  # only the parent's object hands slots out
         self.slot = _OWN_SLOT

@@ -175,6 +175,9 @@ def trailing_repetition(words: list[str], min_ngram: int = 2) -> int | None:
     return None
 
 
+_TRAILING_MARKS = ".,!?;: "
+
+
 def _without_prefix(segments: list, prefix: str) -> list | None:
     """Drop the words of a forced ``prefix`` from the start of decoded ``segments``.
 
@@ -188,10 +191,10 @@ def _without_prefix(segments: list, prefix: str) -> list | None:
         words = list(segment.words or [])
         for position, word in enumerate(words):
             spoken = (spoken + word.word).strip() if spoken else word.word.strip()
-            if spoken == wanted or (spoken.startswith(wanted) and not spoken[len(wanted) :].strip(".,!?;: ")):
+            if spoken == wanted or (spoken.startswith(wanted) and not spoken[len(wanted) :].strip(_TRAILING_MARKS)):
                 # Found; punctuation the decode put after the prefix's last word goes with it.
                 rest = words[position + 1 :]
-                while rest and not rest[0].word.strip(".,!?;: "):
+                while rest and not rest[0].word.strip(_TRAILING_MARKS):
                     rest.pop(0)
                 head = [replace(segment, text="".join(w.word for w in rest), words=rest)] if rest else []
                 return head + list(segments[index + 1 :])

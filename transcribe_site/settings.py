@@ -13,6 +13,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from stt_engine.load import usable_cores
 from transcribe_site.env import env_bool, env_choice, env_float, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -196,8 +197,7 @@ STT_WARM_ENGINES = env_int("STT_WARM_ENGINES", 1, minimum=0, maximum=32)
 
 # Limits of live streams. Each live speaker costs about half a core on the default models, so
 # a server admits two streams per core it may use; more would make every speaker's finals late.
-USABLE_CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-STT_MAX_STREAMS_PER_SERVER = env_int("STT_MAX_STREAMS_PER_SERVER", 2 * USABLE_CORES, minimum=1)
+STT_MAX_STREAMS_PER_SERVER = env_int("STT_MAX_STREAMS_PER_SERVER", 2 * usable_cores(), minimum=1)
 STT_MAX_STREAMS_PER_USER = env_int("STT_MAX_STREAMS_PER_USER", 2, minimum=1)
 STT_MAX_SESSION_S = env_int("STT_MAX_SESSION_S", 4 * 3600, minimum=10)
 STT_IDLE_TIMEOUT_S = env_int("STT_IDLE_TIMEOUT_S", 120, minimum=5)
