@@ -52,10 +52,11 @@ class EngineConfig:
         is given as a prompt when it ended less than ``prompt_with_previous_s`` before the
         utterance (0, the default, disables it: on the dev set it helped one clip and hurt
         the long one). An utterance that starts less than ``context_after_pause_s`` after the
-        previous final's audio ended (0 disables) is decoded after the last ``context_max_s``
-        seconds of that audio, with that final's words forced as the start of the transcript:
-        a sentence split at a pause is continued, not started afresh (left out, like partials,
-        while other streams' decodes fill the cores). Utterances longer than
+        previous final's audio ended is decoded after the last ``context_max_s`` seconds of
+        that audio, with that final's words forced as the start of the transcript: a sentence
+        split at a pause is continued, not started afresh (left out, like partials, while other
+        streams' decodes fill the cores). 0, the default, disables it: on a continuous stream
+        of the dev clips it made finals slower and no more accurate. Utterances longer than
         ``max_utterance_s`` are cut at the quietest point of their last ``cut_search_s`` seconds.
     Hallucination guards
         A segment is dropped when ``no_speech_prob > no_speech_threshold`` and
@@ -98,7 +99,7 @@ class EngineConfig:
     final_pre_roll_s: float = 0.5
     final_temperatures: tuple[float, ...] = (0.0,)
     prompt_with_previous_s: float = 0.0
-    context_after_pause_s: float = 3.0
+    context_after_pause_s: float = 0.0
     context_max_s: float = 5.0
     max_utterance_s: float = 30.0
     cut_search_s: float = 8.0

@@ -24,8 +24,10 @@ def test_a_final_given_the_previous_words_as_context_returns_only_what_follows(e
     result = recognizer.final(audio[: int(4.6 * SR)], "en", context="And so, my fellow Americans,", context_s=2.9)
     assert result.continued
     assert word_error_rate(["ask not"], [result.text]) == 0.0, result.text
-    # Times count from the end of the context: "ask" is spoken 0.4 s after it.
-    assert 0.1 <= result.words[0].start <= 0.8, result.words
+    # Times count from the end of the context: "ask" is spoken 0.4 s after it (from the start of
+    # the audio it would be 3.3 s). Whisper's alignment may stretch a first word back over the
+    # silence before it (-0.14 s on an AMD EPYC, 0.1 s or later on the earlier machines).
+    assert -0.4 <= result.words[0].start <= 0.8, result.words
     assert result.words[-1].end <= 1.7 + 0.01, result.words
 
 

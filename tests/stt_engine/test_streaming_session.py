@@ -159,10 +159,11 @@ def test_chunk_size_does_not_matter_much(make_session):
 
 
 def test_speech_after_a_short_pause_continues_the_previous_final(make_session, engine_config):
-    """JFK pauses twice inside one sentence; each part after a pause is decoded after the
-    previous part's audio and words, and only its own words come back, later than the part before."""
+    """JFK pauses twice inside one sentence; with ``context_after_pause_s`` set, each part after
+    a pause is decoded after the previous part's audio and words, and only its own words come
+    back, later than the part before. Off by default: nothing is continued."""
     clip = dev_clip("jfk")
-    session = make_session()
+    session = make_session(config=replace(engine_config, context_after_pause_s=3.0))
     got = finals(stream(session, read_pcm(clip.path)))
     assert len(got) >= 2 and session.stats.continued_decodes >= 1, [f.text for f in got]
     assert word_error_rate([clip.text], [" ".join(f.text for f in got)]) <= 0.1, [f.text for f in got]
@@ -170,7 +171,7 @@ def test_speech_after_a_short_pause_continues_the_previous_final(make_session, e
         assert after.words[0].start >= before.end - 0.1, (before.text, after.text, after.words[0])
         assert not after.text.lower().startswith(before.text.lower()[:12]), (before.text, after.text)
 
-    alone = make_session(config=replace(engine_config, context_after_pause_s=0.0))
+    alone = make_session()
     stream(alone, read_pcm(clip.path))
     assert alone.stats.continued_decodes == 0
 
@@ -179,7 +180,8 @@ def test_finals_do_not_continue_the_previous_one_while_other_decodes_use_every_c
     engine_config, engine_models
 ):
     load = SharedDecodeLoad(capacity=2)
-    session = StreamingSession(engine_config, language="en", models=engine_models, load=load)
+    config = replace(engine_config, context_after_pause_s=3.0)
+    session = StreamingSession(config, language="en", models=engine_models, load=load)
     with load.decoding(threads=2):
         got = finals(stream(session, read_pcm(dev_clip("jfk").path)))
     assert len(got) >= 2 and session.stats.final_decodes >= 2
