@@ -37,8 +37,10 @@ class EngineConfig:
         and short (a second thread saves little there and spins the most).
     Partials
         ``partial_model`` (fast, greedy, short encoder window) runs every
-        ``partial_interval_s`` at most, and never more often than ``partial_cost_factor``
-        times its own last compute time, so CPU use stays bounded on long utterances.
+        ``partial_interval_s`` at most (``partial_busy_interval_s`` while other streams are
+        talking: another engine sharing the load decoded in the last 2 s), and never more
+        often than ``partial_cost_factor`` times its own last compute time, so CPU use stays
+        bounded on long utterances and the cores go to the finals people wait for.
         Partials and speculative finals are optional work: a session given a
         :class:`~stt_engine.load.SharedDecodeLoad` puts them off while their threads do not fit
         beside other streams' decodes on the cores (an :class:`~stt_engine.EnginePool` shares one among its children).
@@ -46,8 +48,9 @@ class EngineConfig:
         ``final_model`` with ``beam_size`` decodes the whole utterance when it closes. It is
         started speculatively after ``speculative_final_after_s`` of silence and thrown away
         if speech resumes. The final's audio starts ``final_pre_roll_s`` before the voice
-        onset (within the pre-recording buffer). ``final_window="auto"`` trims the encoder
-        window to ``final_window_factor`` x the audio + ``final_window_pad_s`` and redoes
+        onset (within the pre-recording buffer).
+        ``final_window="auto"`` trims the encoder window to ``final_window_factor`` x the
+        audio + ``final_window_pad_s`` and redoes
         doubtful results with the 30 s window at ``final_temperatures``. The previous final
         is given as a prompt when it ended less than ``prompt_with_previous_s`` before the
         utterance (0, the default, disables it: on the dev set it helped one clip and hurt
@@ -57,7 +60,10 @@ class EngineConfig:
         split at a pause is continued, not started afresh (left out, like partials, while other
         streams' decodes fill the cores). 0, the default, disables it: on a continuous stream
         of the dev clips it made finals slower and no more accurate. Utterances longer than
-        ``max_utterance_s`` are cut at the quietest point of their last ``cut_search_s`` seconds.
+        ``max_utterance_s`` are cut at the quietest point of their last ``cut_search_s`` seconds:
+        15 s, not Whisper's 30, so that a monologue firms up at least that often and the final
+        at its end decodes at most 15 s (on the dev set: WER 0.0892 against 0.0886 with 30 s;
+        the final of an 18 s utterance 1.2 s after its end instead of 2.0 s).
     Hallucination guards
         A segment is dropped when ``no_speech_prob > no_speech_threshold`` and
         ``avg_logprob < log_prob_threshold``, or when ``avg_logprob < min_avg_logprob``.
@@ -84,6 +90,7 @@ class EngineConfig:
 
     enable_partials: bool = True
     partial_interval_s: float = 0.7
+    partial_busy_interval_s: float = 1.4
     partial_cost_factor: float = 4.0
     partial_min_audio_s: float = 0.25
     partial_window_pad_s: float = 1.0
@@ -101,7 +108,7 @@ class EngineConfig:
     prompt_with_previous_s: float = 0.0
     context_after_pause_s: float = 0.0
     context_max_s: float = 5.0
-    max_utterance_s: float = 30.0
+    max_utterance_s: float = 15.0
     cut_search_s: float = 8.0
 
     no_speech_threshold: float = 0.6
@@ -137,6 +144,10 @@ class EngineConfig:
             (0.0 <= self.speech_start_s <= 1.0, "speech_start_s must be 0..1"),
             (0.0 <= self.silence_hysteresis < 1.0, "silence_hysteresis must be 0..1"),
             (0.05 <= self.partial_interval_s <= 30.0, "partial_interval_s must be 0.05..30"),
+            (
+                self.partial_interval_s <= self.partial_busy_interval_s <= 30.0,
+                "partial_busy_interval_s must be between partial_interval_s and 30",
+            ),
             (self.partial_cost_factor >= 1.0, "partial_cost_factor must be >= 1"),
             (1 <= self.beam_size <= 16, "beam_size must be 1..16"),
             (

@@ -6,8 +6,9 @@ its threads fit beside the decodes in progress on the server without using more 
 there are cores. The final an utterance waits for always runs. With one stream this changes
 nothing (its own decodes never overlap); with more speakers than the cores can serve, the CPU
 goes to the finals people are waiting for instead of to partials and to guesses that may be
-thrown away. A process that dies in the middle of a decode leaves its slot set; closing its
-:class:`~stt_engine.EngineProcess` clears it.
+thrown away; and while other streams are talking (:meth:`SharedDecodeLoad.others_busy`), a
+session spaces its partials out further. A process that dies in the middle of a decode leaves
+its slot set; closing its :class:`~stt_engine.EngineProcess` clears it.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import copy
 import multiprocessing as mp
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -53,8 +55,11 @@ class SharedDecodeLoad:
             slots: most engine processes that can share the load at once (more run unshared).
             context: the multiprocessing context of the engine processes (``spawn`` if ``None``).
         """
+        context = context or mp.get_context("spawn")
         self.capacity = max(1, capacity or usable_cores())
-        self._threads = (context or mp.get_context("spawn")).Array("i", slots, lock=False)
+        self._threads = context.Array("i", slots, lock=False)
+        # Per slot, when its last decode ended (time.monotonic, the same clock in every process).
+        self._last_ended = context.Array("d", slots, lock=False)
         self._free = list(range(1, slots))  # only the parent's object hands slots out
         self.slot = _OWN_SLOT
 
@@ -62,6 +67,15 @@ class SharedDecodeLoad:
     def threads_in_use(self) -> int:
         """Threads of the decodes in progress, over every process sharing this load."""
         return sum(self._threads)
+
+    def others_busy(self, within_s: float) -> bool:
+        """Whether another engine process is decoding or finished a decode less than
+        ``within_s`` ago: other streams are talking."""
+        recent = time.monotonic() - within_s
+        return any(
+            slot != self.slot and (self._threads[slot] or ended > recent)
+            for slot, ended in enumerate(self._last_ended)
+        )
 
     def has_room(self, threads: int) -> bool:
         """Whether a decode with ``threads`` threads fits beside those in progress."""
@@ -75,6 +89,7 @@ class SharedDecodeLoad:
             yield
         finally:
             self._threads[self.slot] -= threads
+            self._last_ended[self.slot] = time.monotonic()
 
     def claim(self) -> SharedDecodeLoad | None:
         """A view with a slot of its own, for one engine process; ``None`` when all are taken."""
@@ -89,5 +104,6 @@ class SharedDecodeLoad:
         if self.slot == _OWN_SLOT:
             return
         self._threads[self.slot] = 0
+        self._last_ended[self.slot] = 0.0
         self._free.append(self.slot)
         self.slot = _OWN_SLOT

@@ -41,6 +41,7 @@ __all__ = ["SessionStats", "StreamingSession"]
 
 _SR = ENGINE_SAMPLE_RATE
 _CATCH_UP_SAMPLES = int(0.2 * _SR)
+_OTHERS_BUSY_WITHIN_S = 2.0
 
 
 class _AudioBuffer:
@@ -371,6 +372,8 @@ class StreamingSession:
         self.stats.partial_decodes += 1
         self.stats.partial_seconds += cost
         interval = cfg.partial_interval_s
+        if self._load is not None and self._load.others_busy(_OTHERS_BUSY_WITHIN_S):
+            interval = cfg.partial_busy_interval_s
         if not text and not self._last_partial:
             # Nothing recognizable yet (the first syllable): look again sooner.
             interval = min(interval, 0.25)

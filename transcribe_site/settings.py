@@ -187,7 +187,7 @@ STT_WEBRTC_SENSITIVITY = env_int("STT_WEBRTC_SENSITIVITY", 3, minimum=0, maximum
 STT_POST_SPEECH_SILENCE_S = env_float("STT_POST_SPEECH_SILENCE_S", 0.6, minimum=0.1, maximum=10.0)
 STT_MIN_UTTERANCE_S = env_float("STT_MIN_UTTERANCE_S", 0.5, minimum=0.0, maximum=10.0)
 STT_PRE_ROLL_S = env_float("STT_PRE_ROLL_S", 1.0, minimum=0.0, maximum=5.0)
-STT_MAX_UTTERANCE_S = env_float("STT_MAX_UTTERANCE_S", 30.0, minimum=5.0, maximum=120.0)
+STT_MAX_UTTERANCE_S = env_float("STT_MAX_UTTERANCE_S", 15.0, minimum=5.0, maximum=30.0)
 STT_BEAM_SIZE = env_int("STT_BEAM_SIZE", 5, minimum=1, maximum=10)
 # A final that starts this soon after the previous one continues it (its audio and words as
 # context). Off (0) by default: on the dev set it made finals slower and no more accurate.

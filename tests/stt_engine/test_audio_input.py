@@ -52,7 +52,7 @@ def test_converter_keeps_duration_across_odd_chunking():
     ("field", "value"),
     [("silero_sensitivity", 1.5), ("webrtc_sensitivity", 4), ("max_utterance_s", 45.0), ("beam_size", 0),
      ("cpu_threads", 0), ("partial_cpu_threads", 0), ("webrtc_hangover_s", -1.0), ("language", ""),
-     ("speculative_final_after_s", 0.9)],
+     ("speculative_final_after_s", 0.9), ("partial_busy_interval_s", 0.1)],
 )
 def test_config_validation_names_the_bad_setting(field, value):
     with pytest.raises(ValueError, match=field):
@@ -63,7 +63,7 @@ def test_default_config_is_valid_and_matches_the_issue():
     cfg = EngineConfig().validate()
     assert (cfg.silero_sensitivity, cfg.webrtc_sensitivity) == (0.4, 3)
     assert (cfg.post_speech_silence_s, cfg.min_utterance_s, cfg.pre_recording_buffer_s) == (0.6, 0.5, 1.0)
-    assert (cfg.partial_model, cfg.final_model, cfg.max_utterance_s) == ("tiny.en", "base", 30.0)
+    assert (cfg.partial_model, cfg.final_model, cfg.max_utterance_s) == ("tiny.en", "base", 15.0)
 
 
 def test_events_have_protocol_payloads_and_pickle():

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import itertools
+import threading
+import time
 from dataclasses import replace
 
 import numpy as np
@@ -227,3 +229,35 @@ def test_partials_and_speculation_yield_while_other_decodes_use_every_core(engin
     assert [e for e in idle if isinstance(e, events.PartialUpdate)]
     assert idle_session.stats.speculative_hits == 1 and idle_session.stats.partials_yielded == 0
     assert _final_text(idle) == _final_text(busy)
+
+
+def test_partials_come_less_often_while_other_streams_are_talking(engine_config, engine_models):
+    """Another engine sharing the load keeps decoding: this stream's partials space out to
+    ``partial_busy_interval_s``, so the cores go to the finals people wait for."""
+    load = SharedDecodeLoad(capacity=2)
+    other = load.claim()
+    clip = dev_clip("ls_dev-clean_2412-153948-0001")
+    talking = threading.Event()
+
+    def other_stream_talks() -> None:
+        while talking.is_set():
+            with other.decoding(threads=0):  # decodes that end again and again, taking no room
+                time.sleep(0.01)
+
+    def run() -> StreamingSession:
+        session = StreamingSession(engine_config, language="en", models=engine_models, load=load)
+        stream(session, read_pcm(clip.path))
+        return session
+
+    alone = run()
+    talking.set()
+    thread = threading.Thread(target=other_stream_talks)
+    thread.start()
+    try:
+        busy = run()
+    finally:
+        talking.clear()
+        thread.join(5)
+    assert busy.stats.partial_decodes >= 3
+    assert busy.stats.partial_decodes < 0.75 * alone.stats.partial_decodes, (
+        busy.stats.partial_decodes, alone.stats.partial_decodes)
