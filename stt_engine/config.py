@@ -48,9 +48,8 @@ class EngineConfig:
         ``final_model`` with ``beam_size`` decodes the whole utterance when it closes. It is
         started speculatively after ``speculative_final_after_s`` of silence and thrown away
         if speech resumes. The final's audio starts ``final_pre_roll_s`` before the voice
-        onset (within the pre-recording buffer).
-        ``final_window="auto"`` trims the encoder window to ``final_window_factor`` x the
-        audio + ``final_window_pad_s`` and redoes
+        onset (within the pre-recording buffer). ``final_window="auto"`` trims the encoder
+        window to ``final_window_factor`` x the audio + ``final_window_pad_s`` and redoes
         doubtful results with the 30 s window at ``final_temperatures``. The previous final
         is given as a prompt when it ended less than ``prompt_with_previous_s`` before the
         utterance (0, the default, disables it: on the dev set it helped one clip and hurt
@@ -60,10 +59,9 @@ class EngineConfig:
         split at a pause is continued, not started afresh (left out, like partials, while other
         streams' decodes fill the cores). 0, the default, disables it: on a continuous stream
         of the dev clips it made finals slower and no more accurate. Utterances longer than
-        ``max_utterance_s`` are cut at the quietest point of their last ``cut_search_s`` seconds:
-        15 s, not Whisper's 30, so that a monologue firms up at least that often and the final
-        at its end decodes at most 15 s (on the dev set: WER 0.0892 against 0.0886 with 30 s;
-        the final of an 18 s utterance 1.2 s after its end instead of 2.0 s).
+        ``max_utterance_s`` are cut at the quietest point of their last ``cut_search_s`` seconds;
+        15 s rather than Whisper's 30, so that a monologue firms up at least that often and the
+        final at its end decodes at most 15 s of audio (measured in the README, "Architecture").
     Hallucination guards
         A segment is dropped when ``no_speech_prob > no_speech_threshold`` and
         ``avg_logprob < log_prob_threshold``, or when ``avg_logprob < min_avg_logprob``.
