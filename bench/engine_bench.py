@@ -152,7 +152,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--limit", type=int, default=0, help="only the first N clips")
     parser.add_argument("--json", type=Path, help="write the summary here")
     parser.add_argument("--chunk-ms", type=int, default=40)
-    parser.add_argument("--cpu-threads", type=int, default=2)
+    parser.add_argument("--cpu-threads", type=int, default=0,
+                        help="threads of the final model (0: measured, as the server does)")
     parser.add_argument("--only", default="", help="only clips whose file name contains this")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                         help="override an EngineConfig field (repeatable), e.g. --set beam_size=3")
@@ -175,7 +176,9 @@ def main(argv: list[str] | None = None) -> dict:
     models = load_models(config)
     normalize = EnglishTextNormalizer()
     machine_speed = _reference_decode_s(config, models, folder / rows[0]["audio"])
-    print(f"this machine: one final decode of 5 s of speech takes {machine_speed:.2f} s", flush=True)
+    measured = f" (measured: {models.thread_choice.seconds} s per probe)" if models.thread_choice else ""
+    print(f"this machine: final decodes on {models.final_threads} thread(s){measured}; one final decode "
+          f"of 5 s of speech takes {machine_speed:.2f} s", flush=True)
 
     results: list[ClipResult] = []
     totals = {"speculative_hits": 0, "speculative_misses": 0, "partial_decodes": 0, "final_decodes": 0,
@@ -217,7 +220,7 @@ def main(argv: list[str] | None = None) -> dict:
         from faster_whisper import WhisperModel
 
         offline = WhisperModel(str(resolve_model_path("base")), device="cpu", compute_type="int8",
-                               cpu_threads=args.cpu_threads)
+                               cpu_threads=models.final_threads)
         for result in results:
             segments, _ = offline.transcribe(str(folder / result.name), beam_size=5, language="en")
             result.offline_text = " ".join(s.text.strip() for s in segments)
@@ -253,6 +256,7 @@ def main(argv: list[str] | None = None) -> dict:
         "audio_s": round(sum(r.duration_s for r in results), 1),
         "cpu_count": os.cpu_count(),
         "reference_decode_5s": round(machine_speed, 3),
+        "final_threads": models.final_threads,
         **totals,
         "per_clip": [
             {

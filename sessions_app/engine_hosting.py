@@ -15,13 +15,12 @@ from stt_engine import EngineConfig, EnginePool, EngineProcess
 
 
 def engine_config_from_settings() -> EngineConfig:
-    threads = settings.STT_CPU_THREADS or EngineConfig().cpu_threads
     return EngineConfig(
         partial_model=settings.STT_PARTIAL_MODEL,
         final_model=settings.STT_FINAL_MODEL,
         device=settings.STT_DEVICE,
         compute_type=settings.STT_COMPUTE_TYPE,
-        cpu_threads=threads,
+        cpu_threads=settings.STT_CPU_THREADS,
         language=settings.STT_DEFAULT_LANGUAGE,
         silero_sensitivity=settings.STT_SILERO_SENSITIVITY,
         webrtc_sensitivity=settings.STT_WEBRTC_SENSITIVITY,

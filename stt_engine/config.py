@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 __all__ = ["ENGINE_SAMPLE_RATE", "EngineConfig"]
 
 ENGINE_SAMPLE_RATE = 16000
 """The rate every model in the engine runs at; input is resampled to it."""
-
-
-def _default_threads() -> int:
-    return 2 if (os.cpu_count() or 1) >= 2 else 1
 
 
 @dataclass
@@ -33,8 +28,10 @@ class EngineConfig:
         before the detected onset is kept so the first syllable is not cut.
     Threads
         ``cpu_threads`` for the final model, whose decode is what the speaker waits for at the
-        end of an utterance; ``partial_cpu_threads`` for the partial model, which runs often
-        and short (a second thread saves little there and spins the most).
+        end of an utterance; 0 (the default) measures 1 and 2 threads when the models load
+        and keeps the faster (:mod:`stt_engine.threads`: which one wins depends on the machine).
+        ``partial_cpu_threads`` for the partial model, which runs often and short (a second
+        thread saves little there and spins the most).
     Partials
         ``partial_model`` (fast, greedy, short encoder window) runs every
         ``partial_interval_s`` at most (``partial_busy_interval_s`` while other streams are
@@ -71,7 +68,7 @@ class EngineConfig:
     final_model: str = "base"
     device: str = "cpu"
     compute_type: str = "int8"
-    cpu_threads: int = field(default_factory=_default_threads)
+    cpu_threads: int = 0
     partial_cpu_threads: int = 1
     language: str = "auto"
 
@@ -128,7 +125,7 @@ class EngineConfig:
             (bool(self.final_model), "final_model must name a model"),
             (self.device in ("cpu", "cuda", "auto"), "device must be 'cpu', 'cuda' or 'auto'"),
             (bool(self.compute_type), "compute_type must not be empty"),
-            (1 <= self.cpu_threads <= 64, "cpu_threads must be between 1 and 64"),
+            (0 <= self.cpu_threads <= 64, "cpu_threads must be between 0 (measure) and 64"),
             (1 <= self.partial_cpu_threads <= 64, "partial_cpu_threads must be between 1 and 64"),
             (bool(self.language), "language must be 'auto' or a language code such as 'en'"),
             (0.0 < self.silero_sensitivity < 1.0, "silero_sensitivity must be between 0 and 1"),

@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing as mp
-import os
 import queue
 import threading
 import time
+from dataclasses import replace
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -49,7 +49,7 @@ def _child_main(config: EngineConfig, commands: Any, conn: Connection, load: Sha
     except Exception as exc:
         conn.send(("fatal", f"{type(exc).__name__}: {exc}"))
         return
-    conn.send(("ready", os.getpid()))
+    conn.send(("ready", models.final_threads))
     session: Any = None
     parent = mp.parent_process()
     held: tuple | None = None  # a command read while gathering audio, handled next
@@ -144,6 +144,8 @@ class EngineProcess:
         writer.close()  # the child holds the only write end, so its death means EOF here
         self._conn = reader
         self._ready = False
+        self.final_threads: int | None = None
+        """Threads of the child's final decodes, once it is ready (measured if ``cpu_threads`` is 0)."""
         self._fatal: str | None = None
         self._crashed = False
         self._closed = False
@@ -298,6 +300,7 @@ class EngineProcess:
             self._backlog.extend(payload)
         elif kind == "ready":
             self._ready = True
+            self.final_threads = int(payload)
         elif kind == "fatal":
             self._fatal = str(payload)
         return True
@@ -310,7 +313,9 @@ class EnginePool:
     owns the process it got and closes it when its stream ends (or when it crashed).
     Replacements load one at a time: a child costs about 6.5 CPU-seconds to load its models,
     and four loading at once (four speakers starting together) starved the live streams on
-    2 cores, so their first finals came 12-16 s late.
+    2 cores, so their first finals came 12-16 s late. With ``cpu_threads=0`` the first child
+    to load measures the final model's thread count (:mod:`stt_engine.threads`) and the pool
+    gives the result to every later child, so that the measurement is made once, alone.
     """
 
     def __init__(self, config: EngineConfig | None = None, size: int = 1, ready_timeout: float = 180.0) -> None:
@@ -350,12 +355,17 @@ class EnginePool:
     def _warm_up(self, one_at_a_time: bool) -> None:
         proc: EngineProcess | None = None
         ok = False
-        with self._one_at_a_time if one_at_a_time else contextlib.nullcontext():
+        # While the thread count is still to be measured, children load one at a time: the
+        # first measures it alone, and those after it take its result (read under the lock).
+        measuring = self.config.cpu_threads == 0
+        with self._one_at_a_time if one_at_a_time or measuring else contextlib.nullcontext():
             with self._cond:
                 self._loading += 1
             try:
                 proc = EngineProcess(self.config, self.load.claim())
                 ok = proc.wait_ready(self.ready_timeout)
+                if ok and self.config.cpu_threads == 0 and proc.final_threads:
+                    self.config = replace(self.config, cpu_threads=proc.final_threads)
                 if not ok:
                     self.last_error = f"engine not ready after {self.ready_timeout} s"
             except SttEngineError as exc:

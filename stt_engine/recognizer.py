@@ -20,7 +20,9 @@ import numpy as np
 from faster_whisper import WhisperModel
 
 from .config import ENGINE_SAMPLE_RATE, EngineConfig
+from .load import usable_cores
 from .model_files import resolve_model_path
+from .threads import ThreadChoice, choose_threads
 
 __all__ = [
     "EngineModels",
@@ -65,6 +67,10 @@ class EngineModels:
     final: WindowedWhisperModel
     partial_name: str
     final_name: str
+    final_threads: int
+    """Threads of the final model's decodes (measured when ``cpu_threads`` was 0)."""
+    thread_choice: ThreadChoice | None = None
+    """The measurement behind ``final_threads``, when there was one."""
 
 
 def load_models(config: EngineConfig) -> EngineModels:
@@ -74,7 +80,9 @@ def load_models(config: EngineConfig) -> EngineModels:
         config: engine settings (model names or folders, device, compute type, threads).
 
     Returns:
-        The loaded models; one instance is shared when both names are the same.
+        The loaded models; one instance is shared when both names are the same. With
+        ``cpu_threads=0`` the final model's thread count is measured
+        (:func:`stt_engine.threads.choose_threads`, 1 or 2 threads, about 1.5 s).
 
     Raises:
         stt_engine.model_files.ModelNotAvailableError: a model is not installed.
@@ -89,10 +97,16 @@ def load_models(config: EngineConfig) -> EngineModels:
             local_files_only=True,
         )
 
-    final = load(config.final_model, config.cpu_threads)
+    choice = None
+    if config.cpu_threads:
+        final = load(config.final_model, config.cpu_threads)
+    else:
+        candidates = (1, 2) if usable_cores() >= 2 else (1,)
+        final, choice = choose_threads(lambda threads: load(config.final_model, threads), candidates)
+    threads = choice.threads if choice is not None else config.cpu_threads
     same = config.partial_model == config.final_model
     partial = final if same else load(config.partial_model, config.partial_cpu_threads)
-    return EngineModels(partial, final, config.partial_model, config.final_model)
+    return EngineModels(partial, final, config.partial_model, config.final_model, threads, choice)
 
 
 @dataclass

@@ -323,7 +323,7 @@ class StreamingSession:
                 and self._silence >= cfg.speculative_final_after_s * _SR
                 and self._last_voiced_end - self._voiced_start + cfg.final_tail_s * _SR >= cfg.min_utterance_s * _SR
             ):
-                if not self._has_room(cfg.cpu_threads):
+                if not self._has_room(self.models.final_threads):
                     self.stats.speculations_yielded += 1
                     continue
                 end = self._last_voiced_end + int(cfg.final_tail_s * _SR)
@@ -426,12 +426,12 @@ class StreamingSession:
         # The context makes the decode slower: like partials, it is left out while other
         # streams' decodes fill the cores.
         if context is not None and not (
-            self._buffer.start <= context.start < start and self._has_room(self.config.cpu_threads)
+            self._buffer.start <= context.start < start and self._has_room(self.models.final_threads)
         ):
             context = None
         audio_start = start if context is None else context.start
         audio = self._buffer.get(audio_start, end)
-        with self._decoding(self.config.cpu_threads):
+        with self._decoding(self.models.final_threads):
             result = self._recognizer.final(
                 audio, self.language, prompt, context and context.text, (start - audio_start) / _SR
             )

@@ -181,7 +181,7 @@ STT_DEVICE = env_choice("STT_DEVICE", "cpu", ("cpu", "cuda", "auto"))
 STT_COMPUTE_TYPE = env_choice(
     "STT_COMPUTE_TYPE", "int8", ("int8", "int8_float16", "int8_float32", "float16", "float32", "default")
 )
-STT_CPU_THREADS = env_int("STT_CPU_THREADS", 2, minimum=0, maximum=64)
+STT_CPU_THREADS = env_int("STT_CPU_THREADS", 0, minimum=0, maximum=64)  # 0: measured at engine start
 STT_SILERO_SENSITIVITY = env_float("STT_SILERO_SENSITIVITY", 0.4, minimum=0.0, maximum=1.0)
 STT_WEBRTC_SENSITIVITY = env_int("STT_WEBRTC_SENSITIVITY", 3, minimum=0, maximum=3)
 STT_POST_SPEECH_SILENCE_S = env_float("STT_POST_SPEECH_SILENCE_S", 0.6, minimum=0.1, maximum=10.0)

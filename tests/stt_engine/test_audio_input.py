@@ -51,7 +51,7 @@ def test_converter_keeps_duration_across_odd_chunking():
 @pytest.mark.parametrize(
     ("field", "value"),
     [("silero_sensitivity", 1.5), ("webrtc_sensitivity", 4), ("max_utterance_s", 45.0), ("beam_size", 0),
-     ("cpu_threads", 0), ("partial_cpu_threads", 0), ("webrtc_hangover_s", -1.0), ("language", ""),
+     ("cpu_threads", -1), ("partial_cpu_threads", 0), ("webrtc_hangover_s", -1.0), ("language", ""),
      ("speculative_final_after_s", 0.9), ("partial_busy_interval_s", 0.1)],
 )
 def test_config_validation_names_the_bad_setting(field, value):

@@ -124,6 +124,23 @@ def test_replacements_load_one_at_a_time():
                 proc.close()
 
 
+def test_the_first_child_measures_the_threads_and_later_children_are_given_them():
+    with EnginePool(EngineConfig(cpu_threads=0), size=2) as pool:
+        deadline = time.monotonic() + 180
+        while pool.warm_count < 2:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        measured = pool.config.cpu_threads
+        assert measured in (1, 2)
+        taken = [pool.acquire(timeout=10), pool.acquire(timeout=10)]
+        try:
+            assert [proc.final_threads for proc in taken] == [measured, measured]
+            assert [proc.config.cpu_threads for proc in taken] == [0, measured]  # the second was told
+        finally:
+            for proc in taken:
+                proc.close()
+
+
 def test_bad_audio_is_refused_in_the_caller_and_in_the_child(pool):
     proc = pool.acquire(timeout=120)
     try:

@@ -206,9 +206,13 @@ def test_partials_and_speculation_yield_while_other_decodes_use_every_core(engin
     """Other streams' decodes hold the cores: this stream runs only the final it owes."""
     load = SharedDecodeLoad(capacity=2)
     clip = dev_clip("ls_dev-clean_2412-153948-0002")
+    # As in an engine child with the default config: the threads were measured when the models
+    # loaded (2 here), and the session counts those, not the config's 0.
+    measured = replace(engine_config, cpu_threads=0)
+    assert engine_models.final_threads == 2
 
     def run() -> tuple[StreamingSession, list[events.Event]]:
-        session = StreamingSession(engine_config, language="en", models=engine_models, load=load)
+        session = StreamingSession(measured, language="en", models=engine_models, load=load)
         return session, stream(session, read_pcm(clip.path))
 
     with load.decoding(threads=2):
