@@ -4,7 +4,7 @@ Whether a second thread speeds a final decode up depends on the cores. A final d
 encoder pass and then a beam search of many small matrix products, where threads spend much
 of their time waiting for each other. On one 2-core machine of ours two threads made finals
 faster (stream bench, 1 speaker: median 1.12 -> 0.86 s); on another, one thread decoded 5 s of
-speech in 0.16 s and two threads in 0.22 s. With ``EngineConfig.cpu_threads=0`` the engine
+speech in 0.15 s and two threads in 0.22 s. With ``EngineConfig.cpu_threads=0`` the engine
 loads the final model once per candidate, times the same synthetic decode on each, and keeps
 the fastest. More threads must win by :data:`MORE_THREADS_MARGIN`, since every thread of a
 decode is a core that the other speakers' decodes cannot use meanwhile.

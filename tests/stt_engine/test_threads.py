@@ -10,9 +10,9 @@ from stt_engine.model_files import resolve_model_path
 from stt_engine.threads import MORE_THREADS_MARGIN, choose_threads, probe_decode_s
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def loaded() -> dict[int, WhisperModel]:
-    """Every model ``load`` below created, by thread count."""
+    """The models this test's ``load`` created, by thread count."""
     return {}
 
 
