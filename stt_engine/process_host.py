@@ -364,7 +364,7 @@ class EnginePool:
             try:
                 proc = EngineProcess(self.config, self.load.claim())
                 ok = proc.wait_ready(self.ready_timeout)
-                if ok and self.config.cpu_threads == 0 and proc.final_threads:
+                if ok and self.config.cpu_threads == 0:
                     self.config = replace(self.config, cpu_threads=proc.final_threads)
                 if not ok:
                     self.last_error = f"engine not ready after {self.ready_timeout} s"

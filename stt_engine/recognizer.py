@@ -98,12 +98,13 @@ def load_models(config: EngineConfig) -> EngineModels:
         )
 
     choice = None
-    if config.cpu_threads:
-        final = load(config.final_model, config.cpu_threads)
+    threads = config.cpu_threads
+    if threads:
+        final = load(config.final_model, threads)
     else:
         candidates = (1, 2) if usable_cores() >= 2 else (1,)
-        final, choice = choose_threads(lambda threads: load(config.final_model, threads), candidates)
-    threads = choice.threads if choice is not None else config.cpu_threads
+        final, choice = choose_threads(lambda count: load(config.final_model, count), candidates)
+        threads = choice.threads
     same = config.partial_model == config.final_model
     partial = final if same else load(config.partial_model, config.partial_cpu_threads)
     return EngineModels(partial, final, config.partial_model, config.final_model, threads, choice)
