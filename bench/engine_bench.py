@@ -11,7 +11,13 @@ Measured (seconds): speech onset (energy above the noise floor, see ``_speech_bo
 the stream time of the audio it covers); end of speech -> final of the clip's last utterance
 (including the post-speech silence window); CPU seconds per second of audio streamed; peak
 RSS of the process (models + session, i.e. one engine process). Final WER is printed beside
-the WER of plain offline faster-whisper base (int8, beam 5) on the same clips. The time of
+the WER of plain offline faster-whisper base (int8, beam 5) on the same clips.
+
+On ~1500 words, base's WER moves by several words when its input moves by a fraction of a
+second, so one offline number is one draw. The offline pass is therefore repeated with
+``--offline-leads`` seconds of silence before each clip (0.5 s is what the stream gets), and the
+gap final - offline gets a 95% interval from a paired bootstrap over clips (``wer_gap_ci95``):
+an interval that holds 0 is a gap the dev set cannot tell from noise. The time of
 one final decode of 5 s of speech (``reference_decode_5s``) is printed first: latency and CPU
 scale with it, so runs on different machines can be compared.
 
@@ -42,12 +48,13 @@ from whisper_normalizer.english import EnglishTextNormalizer
 from stt_engine import EngineConfig, StreamingSession, events, load_models
 from stt_engine.model_files import resolve_model_path
 
-__all__ = ["ClipResult", "main", "run_clip"]
+__all__ = ["ClipResult", "main", "paired_bootstrap_ci", "run_clip"]
 
 SR = 16000
 LEAD_S = 0.5
 TAIL_S = 1.5
 DEFAULT_MANIFEST = Path(__file__).resolve().parents[2] / "shared" / "audio" / "dev"
+_NORMALIZE = EnglishTextNormalizer()
 
 
 @dataclass
@@ -131,6 +138,39 @@ def run_clip(
     return shown, time.process_time() - cpu0
 
 
+def paired_bootstrap_ci(
+    errors_a: list[int], errors_b: list[int], words: list[int], resamples: int = 10000, seed: int = 0
+) -> tuple[float, float]:
+    """95% interval of WER(a) - WER(b) when the clips are drawn again with replacement.
+
+    Args:
+        errors_a: word errors of system a, one number per clip.
+        errors_b: word errors of system b on the same clips.
+        words: reference words of each clip.
+        resamples: bootstrap draws.
+        seed: seed of the draws, so that a run can be repeated.
+
+    Returns:
+        The 2.5th and 97.5th percentiles of the difference (a positive one: a is worse).
+    """
+    if not (len(errors_a) == len(errors_b) == len(words)) or not words:
+        raise ValueError("one error count per clip for both systems, and at least one clip")
+    rng = np.random.default_rng(seed)
+    diff = np.asarray(errors_a, dtype=np.float64) - np.asarray(errors_b, dtype=np.float64)
+    counts = np.asarray(words, dtype=np.float64)
+    draws = rng.integers(0, len(words), size=(resamples, len(words)))
+    gaps = diff[draws].sum(axis=1) / np.maximum(counts[draws].sum(axis=1), 1.0)
+    low, high = np.percentile(gaps, [2.5, 97.5])
+    return float(low), float(high)
+
+
+def _word_errors(reference: str, hypothesis: str) -> tuple[int, int]:
+    """(errors, reference words) after Whisper's English normalization."""
+    reference = _NORMALIZE(reference)
+    out = jiwer.process_words(reference, _NORMALIZE(hypothesis) or "<empty>")
+    return out.substitutions + out.deletions + out.insertions, len(reference.split())
+
+
 def _p(values: list[float], q: float) -> float | None:
     if not values:
         return None
@@ -158,6 +198,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                         help="override an EngineConfig field (repeatable), e.g. --set beam_size=3")
     parser.add_argument("--no-offline", action="store_true", help="skip the offline base WER")
+    parser.add_argument("--offline-leads", default="0.5",
+                        help="comma-separated seconds of silence before each clip for extra offline passes "
+                             "(offline's own noise band; empty for none)")
     args = parser.parse_args(argv)
 
     folder = args.manifest if args.manifest.is_dir() else args.manifest.parent
@@ -174,7 +217,6 @@ def main(argv: list[str] | None = None) -> dict:
             overrides[key] = value
     config = EngineConfig(cpu_threads=args.cpu_threads, **overrides).validate()
     models = load_models(config)
-    normalize = EnglishTextNormalizer()
     machine_speed = _reference_decode_s(config, models, folder / rows[0]["audio"])
     measured = f" (measured: {models.thread_choice.seconds} s per probe)" if models.thread_choice else ""
     print(f"this machine: final decodes on {models.final_threads} thread(s){measured}; one final decode "
@@ -215,26 +257,40 @@ def main(argv: list[str] | None = None) -> dict:
               f"first={_fmt(result.first_partial_s)} final_lat={_fmt(result.final_latency_s)}", flush=True)
     peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
-    offline_wer = None
+    scored = [_word_errors(r.reference, r.final_text) for r in results]
+    words = [n for _, n in scored]
+    final_errors = [e for e, _ in scored]
+    final_wer = sum(final_errors) / max(sum(words), 1)
+    offline_wer = gap_ci = None
+    offline_by_lead: dict[str, float] = {}
+    offline_errors: list[int] = []
     if not args.no_offline:
         from faster_whisper import WhisperModel
 
         offline = WhisperModel(str(resolve_model_path("base")), device="cpu", compute_type="int8",
                                cpu_threads=models.final_threads)
-        for result in results:
-            segments, _ = offline.transcribe(str(folder / result.name), beam_size=5, language="en")
-            result.offline_text = " ".join(s.text.strip() for s in segments)
-        offline_wer = jiwer.wer([normalize(r.reference) for r in results],
-                                [normalize(r.offline_text) or "<empty>" for r in results])
+        leads = [0.0] + [float(x) for x in args.offline_leads.split(",") if x.strip() and float(x) != 0.0]
+        for lead in leads:
+            errors = []
+            for result in results:
+                audio, _ = sf.read(str(folder / result.name), dtype="float32")
+                audio = np.concatenate([np.zeros(round(lead * SR), np.float32), audio])
+                segments, _ = offline.transcribe(audio, beam_size=5, language="en")
+                text = " ".join(s.text.strip() for s in segments)
+                if lead == 0.0:
+                    result.offline_text = text
+                errors.append(_word_errors(result.reference, text)[0])
+            offline_by_lead[f"{lead:g}"] = round(sum(errors) / max(sum(words), 1), 4)
+            if lead == 0.0:
+                offline_errors = errors
+            print(f"  offline base with {lead:g} s of silence before each clip: WER {offline_by_lead[f'{lead:g}']}",
+                  flush=True)
+        offline_wer = offline_by_lead["0"]
+        gap_ci = paired_bootstrap_ci(final_errors, offline_errors, words)
 
-    final_wer = jiwer.wer([normalize(r.reference) for r in results],
-                          [normalize(r.final_text) or "<empty>" for r in results])
     print()
-    def clip_wer(reference: str, hypothesis: str) -> float:
-        return jiwer.wer(normalize(reference), normalize(hypothesis) or "<empty>")
-
-    wers = [clip_wer(r.reference, r.final_text) for r in results]
-    offline_wers = [clip_wer(r.reference, r.offline_text) if r.offline_text else None for r in results]
+    wers = [e / max(n, 1) for e, n in scored]
+    offline_wers = [e / max(n, 1) for e, n in zip(offline_errors, words, strict=True)] or [None] * len(results)
     print(f"{'clip':<48} {'dur':>6} {'WER':>6} {'offWER':>6} {'first':>6} {'final':>6} {'lag':>6}")
     for r, wer, off in zip(results, wers, offline_wers, strict=True):
         print(f"{r.name:<48} {r.duration_s:6.1f} {wer:6.3f} {_fmt(off)} {_fmt(r.first_partial_s)} "
@@ -245,6 +301,10 @@ def main(argv: list[str] | None = None) -> dict:
     summary = {
         "final_wer": round(final_wer, 4),
         "offline_wer": None if offline_wer is None else round(offline_wer, 4),
+        "offline_wer_by_lead_s": offline_by_lead,
+        "wer_gap": None if offline_wer is None else round(final_wer - offline_wer, 4),
+        "wer_gap_ci95": None if gap_ci is None else [round(v, 4) for v in gap_ci],
+        "words": sum(words),
         "first_partial_p50": _p(first, 50),
         "partial_lag_p50": _p(lags, 50),
         "partial_lag_p95": _p(lags, 95),

@@ -1,4 +1,4 @@
-"""The dev speech corpus and word error rate, shared by tests (benchmarks use bench/scoring.py)."""
+"""The dev speech corpus and word error rate, shared by tests."""
 
 from __future__ import annotations
 
