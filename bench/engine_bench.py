@@ -270,11 +270,11 @@ def main(argv: list[str] | None = None) -> dict:
         offline = WhisperModel(str(resolve_model_path("base")), device="cpu", compute_type="int8",
                                cpu_threads=models.final_threads)
         leads = [0.0] + [float(x) for x in args.offline_leads.split(",") if x.strip() and float(x) != 0.0]
+        clips = [sf.read(str(folder / r.name), dtype="float32")[0] for r in results]
         for lead in leads:
             errors = []
-            for result in results:
-                audio, _ = sf.read(str(folder / result.name), dtype="float32")
-                audio = np.concatenate([np.zeros(round(lead * SR), np.float32), audio])
+            for result, clip in zip(results, clips, strict=True):
+                audio = np.concatenate([np.zeros(round(lead * SR), np.float32), clip])
                 segments, _ = offline.transcribe(audio, beam_size=5, language="en")
                 text = " ".join(s.text.strip() for s in segments)
                 if lead == 0.0:
@@ -290,7 +290,9 @@ def main(argv: list[str] | None = None) -> dict:
 
     print()
     wers = [e / max(n, 1) for e, n in scored]
-    offline_wers = [e / max(n, 1) for e, n in zip(offline_errors, words, strict=True)] or [None] * len(results)
+    offline_wers = (
+        [e / max(n, 1) for e, n in zip(offline_errors, words, strict=True)] if offline_errors else [None] * len(results)
+    )
     print(f"{'clip':<48} {'dur':>6} {'WER':>6} {'offWER':>6} {'first':>6} {'final':>6} {'lag':>6}")
     for r, wer, off in zip(results, wers, offline_wers, strict=True):
         print(f"{r.name:<48} {r.duration_s:6.1f} {wer:6.3f} {_fmt(off)} {_fmt(r.first_partial_s)} "
