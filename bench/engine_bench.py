@@ -272,19 +272,19 @@ def main(argv: list[str] | None = None) -> dict:
         leads = [0.0] + [float(x) for x in args.offline_leads.split(",") if x.strip() and float(x) != 0.0]
         clips = [sf.read(str(folder / r.name), dtype="float32")[0] for r in results]
         for lead in leads:
-            errors = []
-            for result, clip in zip(results, clips, strict=True):
+            texts = []
+            for clip in clips:
                 audio = np.concatenate([np.zeros(round(lead * SR), np.float32), clip])
                 segments, _ = offline.transcribe(audio, beam_size=5, language="en")
-                text = " ".join(s.text.strip() for s in segments)
-                if lead == 0.0:
-                    result.offline_text = text
-                errors.append(_word_errors(result.reference, text)[0])
+                texts.append(" ".join(s.text.strip() for s in segments))
+            errors = [_word_errors(r.reference, text)[0] for r, text in zip(results, texts, strict=True)]
             offline_by_lead[f"{lead:g}"] = round(sum(errors) / max(sum(words), 1), 4)
-            if lead == 0.0:
-                offline_errors = errors
             print(f"  offline base with {lead:g} s of silence before each clip: WER {offline_by_lead[f'{lead:g}']}",
                   flush=True)
+            if lead == 0.0:  # the reference row: raw clips, as offline_wer always was
+                offline_errors = errors
+                for result, text in zip(results, texts, strict=True):
+                    result.offline_text = text
         offline_wer = offline_by_lead["0"]
         gap_ci = paired_bootstrap_ci(final_errors, offline_errors, words)
 
