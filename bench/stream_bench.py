@@ -4,7 +4,12 @@ Measured from the clients' side (seconds): speech onset -> first partial; partia
 partial arrives minus when the audio it covers was sent); end of speech -> final (including
 the VAD's silence window); WER of the finals per clip; finals missing (clips with speech and
 no final); with ``--viewers N``, how much later than the speaker each caption viewer receives
-each final.
+each final. Also: audio frames the server refused, connections it refused, and (with a spawned
+server) the engine processes it started while the clients streamed.
+
+``--churn`` measures streams that come and go: each client opens a new session and a new
+connection per clip and streams its first frame right after ``stt_start``, without waiting for
+the server's answer; a refused connection is counted and tried again 0.5 s later.
 
 By default it starts its own server (daphne, embedded mode: SQLite, in-memory channel layer,
 in a temporary folder; ``--redis URL`` switches the channel layer to Redis) and a user with a
@@ -13,7 +18,7 @@ token; ``--url`` and ``--token`` measure a server that is already running instea
 
 Usage::
 
-    python bench/stream_bench.py [--clients 4] [--viewers 100] [--limit 6] [--json PATH]
+    python bench/stream_bench.py [--clients 4] [--viewers 100] [--limit 6] [--churn] [--json PATH]
 """
 
 from __future__ import annotations
@@ -68,6 +73,7 @@ class ClientResult:
     partials: list[tuple[float, float]] = field(default_factory=list)  # (wall time, at)
     finals: list[tuple[float, dict]] = field(default_factory=list)  # (wall time, message)
     errors: list[dict] = field(default_factory=list)
+    refused: bool = False  # the server refused the connection (TOO_MANY_STREAMS, ALREADY_STREAMING)
 
     def wall_time_of(self, stream_s: float) -> float:
         for second, wall in self.sent_at:
@@ -91,21 +97,25 @@ def load_clips(manifest: Path) -> list[ClipPlan]:
     return clips
 
 
-async def run_speaker(base_ws: str, session_id: str, token: str, plan: list[ClipPlan]) -> ClientResult:
+REFUSED_CODES = ("TOO_MANY_STREAMS", "ALREADY_STREAMING")
+FRAME_REFUSED_CODES = ("RATE_LIMITED", "NOT_STARTED", "FRAME_TOO_LARGE", "BAD_AUDIO")
+
+
+async def run_speaker(base_ws: str, session_id: str, token: str, plan: list[ClipPlan],
+                      wait_for_listening: bool = True) -> ClientResult:
+    """Stream ``plan`` over one connection at real time, stop, wait for the last final.
+
+    With ``wait_for_listening`` false the first frame follows ``stt_start`` at once, as a client
+    that does not wait for the server does. A connection the server refuses (``TOO_MANY_STREAMS``,
+    ``ALREADY_STREAMING``) ends early with ``refused`` set.
+    """
     result = ClientResult(plan)
     url = f"{base_ws}/ws/sessions/{session_id}/stream/"
     async with websockets.connect(url, additional_headers={"Authorization": f"Token {token}"}, max_size=None) as ws:
         await ws.send(json.dumps({"type": "stt_start", "language": "en", "sample_rate": RATE}))
-        while True:
-            message = json.loads(await asyncio.wait_for(ws.recv(), 300))
-            if message["type"] == "stt_listening":
-                offset = message.get("clock_offset", 0.0)
-                stream_id = message["stream_id"]
-                break
-            if message["type"] == "stt_error":
-                raise RuntimeError(f"stream refused: {message}")
+        listening = asyncio.Event()
         idle = asyncio.Event()
-        stopping = False
+        stream = {"offset": 0.0, "id": None, "stopping": False}
 
         async def receive() -> None:
             with contextlib.suppress(websockets.ConnectionClosed):
@@ -113,45 +123,67 @@ async def run_speaker(base_ws: str, session_id: str, token: str, plan: list[Clip
                     now = time.monotonic()
                     message = json.loads(raw)
                     kind = message["type"]
-                    if message.get("stream_id", stream_id) != stream_id:
+                    if kind == "stt_listening":
+                        stream["offset"], stream["id"] = message.get("clock_offset", 0.0), message["stream_id"]
+                        listening.set()
+                        continue
+                    if message.get("stream_id", stream["id"]) != stream["id"]:
                         continue  # another speaker's line (every speaker socket gets the whole session)
                     if kind in ("stt_update", "stt_stabilized") and message.get("text"):
-                        result.partials.append((now, message["at"] - offset))
+                        result.partials.append((now, message["at"] - stream["offset"]))
                     elif kind == "stt_final":
                         result.finals.append((now, message))
                     elif kind == "stt_error":
                         result.errors.append(message)
-                    elif kind == "stt_state" and message["state"] == "idle" and stopping:
+                        if message.get("code") in REFUSED_CODES:
+                            result.refused = True
+                            listening.set()
+                            idle.set()
+                            return
+                    elif kind == "stt_state" and message["state"] == "idle" and stream["stopping"]:
                         idle.set()
                         return
             # The server closed the socket before this stream's idle: record it, stop waiting.
             result.errors.append({"type": "bench", "code": "CLOSED", "error": f"closed with {ws.close_code}"})
+            listening.set()
             idle.set()
 
         receiver = asyncio.create_task(receive())
+        if wait_for_listening:
+            await asyncio.wait_for(listening.wait(), 300)
         start = time.monotonic()
         stream_s = 0.0
         for clip in plan:
             clip.stream_start_s = stream_s
             for i in range(0, len(clip.pcm), int(FRAME_S * RATE) * 2):
+                if result.refused or idle.is_set():
+                    break
                 frame = clip.pcm[i : i + int(FRAME_S * RATE) * 2]
                 # Real-time pace: a frame is sent when its last sample would have been spoken.
                 delay = start + stream_s + len(frame) / 2 / RATE - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
-                await ws.send(frame)
+                with contextlib.suppress(websockets.ConnectionClosed):
+                    await ws.send(frame)
                 stream_s += len(frame) / 2 / RATE
                 result.sent_at.append((stream_s, time.monotonic()))
-        stopping = True
+        if result.refused:
+            receiver.cancel()
+            return result
+        stream["stopping"] = True
         stop_sent = time.monotonic()
-        print(f"  speaker {token[:6]}: streamed {stream_s:.0f} s, stopping", flush=True)
-        await ws.send(json.dumps({"type": "stt_stop"}))
+        if wait_for_listening:
+            print(f"  speaker {token[:6]}: streamed {stream_s:.0f} s, stopping", flush=True)
+        with contextlib.suppress(websockets.ConnectionClosed):
+            await ws.send(json.dumps({"type": "stt_stop"}))
         try:
             await asyncio.wait_for(idle.wait(), 300)
         except TimeoutError:
             result.errors.append({"type": "bench", "code": "NO_IDLE", "error": "no idle state 300 s after stt_stop"})
-        print(f"  speaker {token[:6]}: idle {time.monotonic() - stop_sent:.1f} s after stt_stop", flush=True)
+        if wait_for_listening:
+            print(f"  speaker {token[:6]}: idle {time.monotonic() - stop_sent:.1f} s after stt_stop", flush=True)
         receiver.cancel()
+        offset = stream["offset"]
         for _, message in result.finals:
             message["start"] -= offset
             message["end"] -= offset
@@ -159,6 +191,54 @@ async def run_speaker(base_ws: str, session_id: str, token: str, plan: list[Clip
                 word["start"] -= offset
                 word["end"] -= offset
     return result
+
+
+async def run_churn_speaker(base_http: str, base_ws: str, token: str, plan: list[ClipPlan],
+                            refusals: list[dict]) -> list[ClientResult]:
+    """One client that opens a new session and a new connection per clip, streaming at once.
+
+    A refused connection is counted in ``refusals`` and tried again 0.5 s later, from the clip's start.
+    """
+    results = []
+    for number, clip in enumerate(plan):
+        while True:
+            session = await asyncio.to_thread(api, base_http, token, "/api/sessions/",
+                                              {"title": f"churn {number}", "language": "en"})
+            result = await run_speaker(base_ws, session["id"], token, [clip], wait_for_listening=False)
+            if not result.refused:
+                break
+            refusals.append(result.errors[-1])
+            await asyncio.sleep(0.5)
+        results.append(result)
+    print(f"  speaker {token[:6]}: {len(plan)} clips, one connection each", flush=True)
+    return results
+
+
+class EngineCounter:
+    """Counts the engine processes a spawned server starts, by polling its children."""
+
+    def __init__(self, server_pid: int) -> None:
+        self.server_pid = server_pid
+        self.seen: set[int] = set()
+        self.at_start: set[int] = set()
+
+    def poll(self) -> None:
+        import psutil
+
+        with contextlib.suppress(psutil.Error):
+            for child in psutil.Process(self.server_pid).children():
+                with contextlib.suppress(psutil.Error):
+                    if "spawn_main" in " ".join(child.cmdline()):
+                        self.seen.add(child.pid)
+
+    async def watch(self, done: asyncio.Event) -> None:
+        while not done.is_set():
+            self.poll()
+            await asyncio.sleep(0.25)
+
+    @property
+    def loads_since_start(self) -> int:
+        return len(self.seen - self.at_start)
 
 
 async def run_viewer(base_ws: str, session_id: str, share_token: str, seen: dict, ready: asyncio.Event,
@@ -241,14 +321,20 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def spawn_server(clients: int, redis_url: str | None) -> tuple[subprocess.Popen, str, list[str], Path]:
-    """Start daphne in the embedded mode in a temporary folder; return it, its URL and a token per speaker."""
+def spawn_server(
+    clients: int, redis_url: str | None, churn: bool = False
+) -> tuple[subprocess.Popen, str, list[str], Path]:
+    """Start daphne in the embedded mode in a temporary folder; return it, its URL and a token per speaker.
+
+    With ``churn`` the server keeps its default warm engines and server stream limit, as a real one would.
+    """
     var_dir = Path(tempfile.mkdtemp(prefix="stream-bench-"))
     env = {
         **os.environ, "VAR_DIR": str(var_dir), "DJANGO_SETTINGS_MODULE": "transcribe_site.settings",
-        "STT_WARM_ENGINES": str(clients), "STT_MAX_STREAMS_PER_USER": str(clients),
-        "STT_MAX_STREAMS_PER_SERVER": str(max(clients, 8)), "LOG_LEVEL": "WARNING",
+        "STT_MAX_STREAMS_PER_USER": str(clients), "LOG_LEVEL": "WARNING",
     }
+    if not churn:
+        env.update(STT_WARM_ENGINES=str(clients), STT_MAX_STREAMS_PER_SERVER=str(max(clients, 8)))
     env.pop("DATABASE_URL", None)
     env.pop("REDIS_URL", None)
     if redis_url:
@@ -308,35 +394,55 @@ def wait_for_server(base_http: str, token: str, timeout_s: float = 120) -> None:
             time.sleep(0.5)
 
 
-async def run(args: argparse.Namespace, base_http: str, tokens: list[str], var_dir: Path | None) -> dict:
-    """Every speaker is a member of one session; speaker ``i`` streams with ``tokens[i % len(tokens)]``."""
+async def run(args: argparse.Namespace, base_http: str, tokens: list[str], var_dir: Path | None,
+              engines: EngineCounter | None = None) -> dict:
+    """Speaker ``i`` streams with ``tokens[i % len(tokens)]``: by default all in one session, of
+    which they are members, over one connection each; with ``--churn`` a session and a
+    connection per clip."""
     token = tokens[0]
     clips = load_clips(args.manifest)
     if args.limit:
         clips = clips[: args.limit * args.clients]
     plans = [clips[i :: args.clients] for i in range(args.clients)]
-    session = api(base_http, token, "/api/sessions/", {"title": "stream bench", "language": "en"})
-    if len(tokens) > 1 and var_dir is not None:
-        invite_speakers(var_dir, session["id"], len(tokens))
     base_ws = base_http.replace("http", "ws", 1)
     seen: dict = {}
     done = asyncio.Event()
     viewer_tasks = []
-    for _ in range(args.viewers):
-        ready = asyncio.Event()
-        viewer_tasks.append(asyncio.create_task(
-            run_viewer(base_ws, session["id"], session["share_token"], seen, ready, done)))
-        await ready.wait()
+    if not args.churn:
+        session = api(base_http, token, "/api/sessions/", {"title": "stream bench", "language": "en"})
+        if len(tokens) > 1 and var_dir is not None:
+            invite_speakers(var_dir, session["id"], len(tokens))
+        for _ in range(args.viewers):
+            ready = asyncio.Event()
+            viewer_tasks.append(asyncio.create_task(
+                run_viewer(base_ws, session["id"], session["share_token"], seen, ready, done)))
+            await ready.wait()
     await asyncio.sleep(args.warmup_s)  # let the server's warm pool fill
-    results = await asyncio.gather(
-        *(run_speaker(base_ws, session["id"], tokens[i % len(tokens)], plan) for i, plan in enumerate(plans))
-    )
+    watcher = None
+    if engines is not None:
+        engines.poll()
+        engines.at_start = set(engines.seen)
+        watcher = asyncio.create_task(engines.watch(done))
+    refusals: list[dict] = []
+    if args.churn:
+        per_client = await asyncio.gather(*(
+            run_churn_speaker(base_http, base_ws, tokens[i % len(tokens)], plan, refusals)
+            for i, plan in enumerate(plans)
+        ))
+        results = [result for client in per_client for result in client]
+    else:
+        results = await asyncio.gather(
+            *(run_speaker(base_ws, session["id"], tokens[i % len(tokens)], plan) for i, plan in enumerate(plans))
+        )
     await asyncio.sleep(1.0)
     done.set()
     await asyncio.gather(*viewer_tasks)
+    if watcher is not None:
+        await watcher
     summary = analyse(results)
     summary["clients"] = args.clients
-    if args.viewers:
+    summary["churn"] = args.churn
+    if args.viewers and not args.churn:
         delays = []
         for result in results:
             for wall, message in result.finals:
@@ -344,7 +450,14 @@ async def run(args: argparse.Namespace, base_http: str, tokens: list[str], var_d
         summary["viewers"] = args.viewers
         summary["viewer_delay_p95"] = percentile(delays, 95)
         summary["viewer_deliveries_missing"] = sum(len(r.finals) for r in results) * args.viewers - len(delays)
-    summary["errors"] = [e for r in results for e in r.errors]
+    errors = [e for r in results for e in r.errors]
+    summary["frames_refused"] = sum(e.get("code") in FRAME_REFUSED_CODES for e in errors)
+    summary["connections_refused"] = len(refusals) + sum(r.refused for r in results)
+    if engines is not None:
+        summary["engines_at_start"] = len(engines.at_start)
+        summary["engine_loads"] = engines.loads_since_start  # engine processes started while streaming
+        summary["engine_crashes"] = sum(e.get("code") == "ENGINE_CRASHED" for e in errors)
+    summary["errors"] = errors + refusals
     return summary
 
 
@@ -359,6 +472,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--limit", type=int, default=0, help="clips per client (0: all clips, shared out)")
     parser.add_argument("--redis", help="with a spawned server: use this Redis for the channel layer")
     parser.add_argument("--warmup-s", type=float, default=0.0, help="wait before streaming")
+    parser.add_argument("--churn", action="store_true",
+                        help="a new session and connection per clip, streaming with no pause after stt_start "
+                             "(the spawned server keeps its default warm engines and stream limit)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     server, var_dir = None, None
@@ -367,11 +483,12 @@ def main(argv: list[str] | None = None) -> dict:
             parser.error("--url needs --token")
         base_http, tokens = args.url.rstrip("/"), args.token
     else:
-        server, base_http, tokens, var_dir = spawn_server(args.clients, args.redis)
-        args.warmup_s = max(args.warmup_s, 10.0 * args.clients)
+        server, base_http, tokens, var_dir = spawn_server(args.clients, args.redis, churn=args.churn)
+        args.warmup_s = max(args.warmup_s, 15.0 if args.churn else 10.0 * args.clients)
     try:
         wait_for_server(base_http, tokens[0])
-        summary = asyncio.run(run(args, base_http, tokens, var_dir if server else None))
+        engines = EngineCounter(server.pid) if server is not None else None
+        summary = asyncio.run(run(args, base_http, tokens, var_dir if server else None, engines))
     finally:
         if server is not None:
             server.terminate()

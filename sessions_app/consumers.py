@@ -1,8 +1,8 @@
 """WebSocket consumers: a speaker's stream and a viewer's captions.
 
 Thin by design: the protocol, permissions and limits are here; audio goes to disk
-(``recordings``) and to the speaker's engine process (``engine_hosting``); finals are saved
-by ``live_transcripts``. No model ever runs on this event loop.
+(``recordings``) and to an engine process of the server's pool (``engine_hosting``); finals
+are saved by ``live_transcripts``. No model ever runs on this event loop.
 """
 
 from __future__ import annotations
@@ -11,8 +11,10 @@ import asyncio
 import contextlib
 import json
 import logging
+import threading
 import time
 import uuid
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -21,7 +23,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from sessions_app import access
-from sessions_app.engine_hosting import acquire_engine
+from sessions_app.engine_hosting import acquire_engine, engine_returning, release_engine
 from sessions_app.live_transcripts import do_save_final, utterance_message
 from sessions_app.models import TranscriptionSession
 from sessions_app.protocol import (
@@ -33,13 +35,24 @@ from sessions_app.protocol import (
     parse_start,
 )
 from sessions_app.recordings import close_recording, open_recording
-from sessions_app.stream_limits import stream_slots
+from sessions_app.stream_limits import TOO_MANY_STREAMS, stream_slots
 from stt_engine import EngineCrashedError, EngineProcess, SttEngineError, events
 
 log = logging.getLogger(__name__)
 
 _STOP_WAIT_S = 60.0  # longest wait for the last final when a stream ends
 _cleanups: set[asyncio.Task] = set()  # strong references, so running clean-ups are not collected
+
+
+@dataclass
+class _EngineStream:
+    """One engine serving (part of) one stream: its events are relayed on the stream's clock."""
+
+    engine: EngineProcess
+    clock_offset_s: float  # where the engine's time 0 is on the speaker's recording clock
+    idle: asyncio.Event = field(default_factory=asyncio.Event)  # its last event (after stop) was relayed
+    relay: asyncio.Task | None = None
+    released: bool = False  # given back to the pool
 
 
 def session_group(session_id) -> str:
@@ -104,7 +117,16 @@ class CaptionConsumer(_CaptionGroupMixin, AsyncWebsocketConsumer):
 
 
 class StreamConsumer(_CaptionGroupMixin, AsyncWebsocketConsumer):
-    """One speaker's live stream: audio in, the engine's events out to the whole session."""
+    """One speaker's live stream: audio in, the engine's events out to the whole session.
+
+    Handlers only check, record and queue: audio is written to disk as it arrives and put in
+    ``commands``, which one task (``_feed_engine``) hands to an engine in order. That task takes
+    an engine from the pool when a stream starts, so audio sent while an engine gets ready is
+    held in the queue, not refused; and since no handler waits for an engine, a disconnect is
+    handled at once and gives the stream's slot back then. After ``stt_stop`` (or the
+    disconnect) the engine finishes the last final, and goes back to the pool to serve the
+    next stream.
+    """
 
     async def connect(self) -> None:
         self.session_id = self.scope["url_route"]["kwargs"]["session_id"]
@@ -114,18 +136,21 @@ class StreamConsumer(_CaptionGroupMixin, AsyncWebsocketConsumer):
         self.stream_id = uuid.uuid4().hex[:12]
         self.session: TranscriptionSession | None = None
         self.has_slot = False
-        self.started = False
-        self.engine: EngineProcess | None = None
-        self.relayed_engine: EngineProcess | None = None
-        # Commands (audio, flush, stop) that arrive while a crashed engine is being replaced:
-        # the fresh engine gets them, so no accepted audio goes untranscribed.
-        self.held_for_engine: list[tuple[str, bytes | None]] | None = None
-        self.clock_offset_s = 0.0
+        self.started = False  # stt_start accepted and not yet stopped
+        self.starts = 0  # stt_start messages accepted on this connection
         self.recording = None
         self.appender = None
+        self.commands: asyncio.Queue = asyncio.Queue()
         self.tasks: list[asyncio.Task] = []
+        self.feeder: asyncio.Task | None = None
+        # The feeder's state: the stream it feeds, and the engine serving it now.
+        self.stream_open = False
+        self.stream_format: tuple[int, str] = (16000, "auto")
+        self.stream_clock_s = 0.0  # the stream's start on the recording clock
+        self.audio_s_sent = 0.0  # audio of the stream given to engines
+        self.current: _EngineStream | None = None
+        self.finishing: set[asyncio.Task] = set()  # engines still owing a stopped stream's last final
         self.connected_at = self.last_message_at = self.last_engine_event_at = time.monotonic()
-        self.stopping = False  # stt_stop sent; the engine still owes this stream's last finals
         self.session = await _session_if_allowed(self.user, self.session_id, None, stream=True)
         await self.accept()
         if self.session is None:
@@ -133,14 +158,15 @@ class StreamConsumer(_CaptionGroupMixin, AsyncWebsocketConsumer):
                 ErrorCode.FORBIDDEN, "Only signed-in speakers of an open session may stream.", CloseCode.FORBIDDEN
             )
             return
-        if not stream_slots.try_take(
-            self.user.pk, settings.STT_MAX_STREAMS_PER_SERVER, settings.STT_MAX_STREAMS_PER_USER
-        ):
+        refused = await stream_slots.admit(
+            self.session_id, self.user.pk, settings.STT_MAX_STREAMS_PER_SERVER, settings.STT_MAX_STREAMS_PER_USER,
+            wait_s=settings.STT_ADMISSION_WAIT_S,
+        )
+        if refused == TOO_MANY_STREAMS:
             await self.refuse(ErrorCode.TOO_MANY_STREAMS, "Too many live streams; try again later.",
                               CloseCode.TOO_MANY_STREAMS)
             return
-        if not stream_slots.try_claim_session(self.session_id, self.user.pk):
-            stream_slots.release(self.user.pk)
+        if refused is not None:
             await self.refuse(
                 ErrorCode.ALREADY_STREAMING, "You already stream in this session from another connection.",
                 CloseCode.ALREADY_STREAMING,
@@ -148,6 +174,7 @@ class StreamConsumer(_CaptionGroupMixin, AsyncWebsocketConsumer):
             return
         self.has_slot = True
         await self.channel_layer.group_add(self.group, self.channel_name)
+        self.feeder = asyncio.create_task(self._feed_engine())
         self.tasks.append(asyncio.create_task(self._watch_time_limits()))
 
     # --- client messages -------------------------------------------------------------
@@ -181,28 +208,21 @@ class StreamConsumer(_CaptionGroupMixin, AsyncWebsocketConsumer):
             raise ProtocolError(ErrorCode.ALREADY_STARTED, "This stream is already started; send stt_stop first.")
         default_language = self.session.language if self.session.language != "auto" else settings.STT_DEFAULT_LANGUAGE
         self.sample_rate, self.language = parse_start(message, default_language)
-        self.started = True
-        if self.engine is None or not self.engine.is_alive():
-            try:
-                self.engine = await asyncio.to_thread(acquire_engine)
-            except SttEngineError as exc:
-                self.started = False
-                await self._send_error(ErrorCode.ENGINE_UNAVAILABLE, f"No speech engine is available: {exc}")
-                return
-        self.recording, self.appender = await database_sync_to_async(open_recording)(
-            self.session_id, self.user.pk, self.sample_rate
-        )
+        # Audio is allowed from the moment the stream is asked for, however long an engine takes.
         self.stream_started_at = time.monotonic()
         self.audio_s_received = 0.0
-        self.audio_s_sent = 0.0
-        self.idle_after_stop = asyncio.Event()
-        self.commands: asyncio.Queue = asyncio.Queue()
-        self._start_engine_stream(self.engine, clock_offset_s=self.appender.start_offset_s)
-        self.tasks.append(asyncio.create_task(self._forward_commands(self.commands)))
+        if self.appender is None:  # (still open when an earlier start found no engine)
+            self.recording, self.appender = await database_sync_to_async(open_recording)(
+                self.session_id, self.user.pk, self.sample_rate
+            )
+        self.started = True
+        self.starts += 1
+        clock_offset_s = self.appender.duration_s
+        self.commands.put_nowait(("start", self.starts, self.sample_rate, self.language, clock_offset_s))
         await self.send_json({
             "type": "stt_listening", "session_id": str(self.session_id), "speaker": self.user.username,
             "sample_rate": self.sample_rate, "language": self.language,
-            "clock_offset": round(self.appender.start_offset_s, 3), "stream_id": self.stream_id,
+            "clock_offset": round(clock_offset_s, 3), "stream_id": self.stream_id,
         })
 
     async def _on_audio(self, data: bytes) -> None:
@@ -219,57 +239,117 @@ class StreamConsumer(_CaptionGroupMixin, AsyncWebsocketConsumer):
         if self.audio_s_received + seconds > settings.STT_AUDIO_BURST_S + settings.STT_MAX_AUDIO_SPEED * elapsed:
             raise ProtocolError(ErrorCode.RATE_LIMITED, "Audio arrives much faster than real time; frame dropped.")
         self.audio_s_received += seconds
+        await asyncio.to_thread(self.appender.append, data)  # on disk before anything else happens to it
         self.commands.put_nowait(("audio", data))
 
     async def _on_flush(self, message: dict[str, Any]) -> None:
         if not self.started:
             raise ProtocolError(ErrorCode.NOT_STARTED, "Nothing to flush: send stt_start first.")
-        self.commands.put_nowait(("flush", None))
+        self.commands.put_nowait(("flush",))
 
     async def _on_stop(self, message: dict[str, Any]) -> None:
         if not self.started:
             raise ProtocolError(ErrorCode.NOT_STARTED, "Nothing to stop: send stt_start first.")
-        await self._end_stream()
+        await self._stop_stream()
+
+    async def _stop_stream(self) -> None:
+        """End the stream: its engine is told to flush (its last finals still come), its file is closed."""
+        self.started = False
+        self.commands.put_nowait(("stop",))
+        await self._close_recording()
+
+    async def _close_recording(self) -> None:
+        if self.appender is not None:
+            recording, appender, self.recording, self.appender = self.recording, self.appender, None, None
+            await database_sync_to_async(close_recording)(recording, appender)
 
     # --- audio and engine --------------------------------------------------------------
 
-    async def _forward_commands(self, commands: asyncio.Queue) -> None:
-        """Write audio to disk and pass it and the commands to the engine, in arrival order."""
+    async def _feed_engine(self) -> None:
+        """Hand the stream's commands to an engine, in arrival order, until ``end``.
+
+        The only task that sends to engines. A stream gets an engine when it starts; what
+        arrives meanwhile waits in the queue (bounded by the rate limit and ``STT_ENGINE_WAIT_S``).
+        """
         while True:
-            kind, data = await commands.get()
+            kind, *args = await self.commands.get()
             if kind == "end":
                 return
-            if kind == "audio":
-                await asyncio.to_thread(self.appender.append, data)
-            with contextlib.suppress(EngineCrashedError):  # the event pump sees it and replaces the engine
-                self._pass_to_engine(kind, data)
+            if kind == "start":
+                start_number, rate, language, self.stream_clock_s = args
+                self.stream_open, self.stream_format, self.audio_s_sent = True, (rate, language), 0.0
+                await self._open_engine_stream(start_number)
+                continue
+            if not self.stream_open:
+                continue  # the stream found no engine: its audio is on disk, not transcribed
+            if self.current is None and not await self._open_engine_stream(self.starts):
+                continue  # (a crashed engine is replaced at the stream's next command)
+            stream = self.current
+            with contextlib.suppress(EngineCrashedError):  # its relay sees the crash and reports it
+                if kind == "audio":
+                    stream.engine.send_audio(args[0])
+                    self.audio_s_sent += len(args[0]) / 2 / self.stream_format[0]
+                elif kind == "flush":
+                    stream.engine.flush()
+                elif kind == "stop":
+                    stream.engine.stop()
+            if kind == "stop":
+                self.stream_open, self.current = False, None
+                finish = asyncio.create_task(self._finish_engine_stream(stream))
+                self.finishing.add(finish)
+                finish.add_done_callback(self.finishing.discard)
 
-    def _pass_to_engine(self, kind: str, data: bytes | None) -> None:
-        """Give one command to the engine, or hold it while a crashed engine is replaced."""
-        if self.engine is None:
-            if self.held_for_engine is not None:
-                self.held_for_engine.append((kind, data))
-        elif kind == "audio":
-            self.engine.send_audio(data)
-            self.audio_s_sent += len(data) / 2 / self.sample_rate
-        elif kind == "flush":
-            self.engine.flush()
-        elif kind == "stop":
-            self.engine.stop()
+    async def _open_engine_stream(self, start_number: int) -> bool:
+        """Get an engine for the open stream and start it where the engines before it left off."""
+        try:
+            engine = await self._acquire_engine()
+            engine.start_stream(sample_rate=self.stream_format[0], language=self.stream_format[1])
+        except SttEngineError as exc:
+            self.stream_open = False
+            if self.starts == start_number:  # the client has not started another stream since
+                self.started = False
+            await self._send_error(ErrorCode.ENGINE_UNAVAILABLE, f"No speech engine is available: {exc}")
+            return False
+        stream = _EngineStream(engine, self.stream_clock_s + self.audio_s_sent)
+        stream.relay = asyncio.create_task(self._relay_engine_events(stream))
+        self.current = stream
+        return True
 
-    def _start_engine_stream(self, engine: EngineProcess, clock_offset_s: float) -> None:
-        """Start a stream in ``engine``; its events are relayed with times moved by ``clock_offset_s``.
+    async def _acquire_engine(self) -> EngineProcess:
+        """An engine from the pool; if this task is cancelled while it waits, the engine goes back."""
+        waiting = asyncio.get_running_loop().run_in_executor(None, acquire_engine)
+        try:
+            return await asyncio.shield(waiting)
+        except asyncio.CancelledError:
+            def give_back(done: asyncio.Future) -> None:
+                if not done.cancelled() and done.exception() is None:
+                    threading.Thread(target=release_engine, args=(done.result(),), daemon=True).start()
 
-        An engine kept from an earlier stream of this connection already has its relay task
-        (and the earlier stream's last event, ``idle``, has been relayed before this is called).
-        """
-        self.clock_offset_s = clock_offset_s
-        engine.start_stream(sample_rate=self.sample_rate, language=self.language)
-        if engine is not self.relayed_engine:
-            self.relayed_engine = engine
-            self.tasks.append(asyncio.create_task(self._relay_engine_events(engine)))
+            waiting.add_done_callback(give_back)
+            raise
 
-    async def _relay_engine_events(self, engine: EngineProcess) -> None:
+    async def _finish_engine_stream(self, stream: _EngineStream) -> None:
+        """Wait for the stopped stream's last final, then give its engine back to the pool."""
+        engine_returning(stream.engine)
+        try:
+            await asyncio.wait_for(stream.idle.wait(), _STOP_WAIT_S)
+        except TimeoutError:
+            log.warning("engine process %s sent no idle %s s after stop", stream.engine.pid, _STOP_WAIT_S)
+        finally:
+            await self._release(stream)
+
+    async def _release(self, stream: _EngineStream) -> None:
+        if stream.released:
+            return
+        stream.released = True
+        if stream.relay is not None and stream.relay is not asyncio.current_task():
+            stream.relay.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await stream.relay
+        await asyncio.to_thread(release_engine, stream.engine)  # reset for the next stream, or replaced
+
+    async def _relay_engine_events(self, stream: _EngineStream) -> None:
+        engine = stream.engine
         loop = asyncio.get_running_loop()
         readable = asyncio.Event()
         loop.add_reader(engine.fileno(), readable.set)
@@ -281,10 +361,12 @@ class StreamConsumer(_CaptionGroupMixin, AsyncWebsocketConsumer):
                     engine_events = engine.poll_events(0)
                 except EngineCrashedError:
                     loop.remove_reader(engine.fileno())
-                    await self._replace_crashed_engine(engine)
+                    await self._engine_crashed(stream)
                     return
                 for event in engine_events:
-                    await self._relay(event, self.clock_offset_s)
+                    await self._relay(event, stream.clock_offset_s)
+                    if isinstance(event, events.StateChanged) and event.state == "idle":
+                        stream.idle.set()
         finally:
             with contextlib.suppress(Exception):
                 loop.remove_reader(engine.fileno())
@@ -312,52 +394,15 @@ class StreamConsumer(_CaptionGroupMixin, AsyncWebsocketConsumer):
             stream_id=self.stream_id,
         )
         await self.channel_layer.group_send(self.group, {"type": "caption.event", "message": message})
-        if isinstance(event, events.StateChanged) and event.state == "idle":
-            self.idle_after_stop.set()
 
-    async def _replace_crashed_engine(self, dead: EngineProcess) -> None:
-        log.warning("engine process %s died in session %s; replacing it", dead.pid, self.session_id)
-        if self.engine is dead:
-            self.engine = None
-            self.held_for_engine = []
-        await asyncio.to_thread(dead.close)
+    async def _engine_crashed(self, stream: _EngineStream) -> None:
+        """A dead engine goes back to the pool (which replaces it); the stream's next command gets a fresh one."""
+        log.warning("engine process %s died in session %s; replacing it", stream.engine.pid, self.session_id)
+        if self.current is stream:
+            self.current = None
+        stream.idle.set()  # nothing more will come from it
+        await self._release(stream)
         await self._send_error(ErrorCode.ENGINE_CRASHED, "The speech engine crashed; a fresh one takes over.")
-        if not self.started:
-            self.held_for_engine = None
-            self.idle_after_stop.set()
-            return
-        try:
-            fresh = await asyncio.to_thread(acquire_engine)
-        except SttEngineError as exc:
-            self.held_for_engine = None
-            await self._send_error(ErrorCode.ENGINE_UNAVAILABLE, f"No speech engine is available: {exc}")
-            return
-        # The fresh engine's clock starts at the audio it has not seen yet; it first gets what
-        # arrived during the replacement (no await in between, so nothing overtakes it).
-        held, self.held_for_engine = self.held_for_engine or [], None
-        self.engine = fresh
-        self._start_engine_stream(fresh, clock_offset_s=self.appender.start_offset_s + self.audio_s_sent)
-        with contextlib.suppress(EngineCrashedError):  # its event pump reports this crash in turn
-            for kind, data in held:
-                self._pass_to_engine(kind, data)
-
-    async def _end_stream(self) -> None:
-        """Flush the engine, wait for its last final, close the recording. The engine stays for a restart."""
-        if not self.started:
-            return
-        self.started = False
-        self.idle_after_stop.clear()
-        self.commands.put_nowait(("stop", None))
-        self.commands.put_nowait(("end", None))
-        if self.engine is not None:
-            self.stopping = True
-            try:
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self.idle_after_stop.wait(), _STOP_WAIT_S)
-            finally:
-                self.stopping = False
-        await asyncio.sleep(0)
-        await database_sync_to_async(close_recording)(self.recording, self.appender)
 
     async def _send_error(self, code: str, text: str) -> None:
         await self.send_json(
@@ -371,7 +416,8 @@ class StreamConsumer(_CaptionGroupMixin, AsyncWebsocketConsumer):
             # A client waiting for the finals of audio it sent is not idle: an engine behind
             # real time (a busy server) may take a while, and keeps sending events meanwhile.
             quiet_since = max(self.last_message_at, self.last_engine_event_at)
-            if not self.stopping and now - quiet_since > settings.STT_IDLE_TIMEOUT_S:
+            waiting_for_engine = bool(self.finishing) or not self.commands.empty()
+            if not waiting_for_engine and now - quiet_since > settings.STT_IDLE_TIMEOUT_S:
                 await self.refuse(ErrorCode.IDLE_TIMEOUT, "No message for too long; closing.", CloseCode.IDLE_TIMEOUT)
                 return
             if now - self.connected_at > settings.STT_MAX_SESSION_S:
@@ -394,8 +440,15 @@ class StreamConsumer(_CaptionGroupMixin, AsyncWebsocketConsumer):
         if not self.has_slot:
             return
         self.has_slot = False
+        # The slot first: the same speaker may be reconnecting already. The engine's remaining
+        # work (the last final) is counted in the shared decode load, not as a live stream.
         stream_slots.release(self.user.pk)
-        stream_slots.release_session(self.session_id, self.user.pk)
+        try:
+            if self.started:
+                await self._stop_stream()  # a disconnect in the middle of speech still saves that utterance
+            await self._close_recording()
+        finally:
+            stream_slots.release_session(self.session_id, self.user.pk)
         # The server may cancel this handler after its close timeout; the last final of a stream
         # cut off mid-speech must still be saved, so the clean-up runs as a task of its own.
         cleanup = asyncio.create_task(self._clean_up())
@@ -405,11 +458,16 @@ class StreamConsumer(_CaptionGroupMixin, AsyncWebsocketConsumer):
 
     async def _clean_up(self) -> None:
         try:
-            await self._end_stream()  # a disconnect in the middle of speech still saves that utterance
+            self.commands.put_nowait(("end",))
+            if self.feeder is not None:  # held audio still reaches an engine, then its stop
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(self.feeder), settings.STT_ENGINE_WAIT_S + 5)
+            if self.finishing:
+                await asyncio.wait(list(self.finishing), timeout=_STOP_WAIT_S + 15)
         finally:
-            for task in self.tasks:
-                task.cancel()
-            if self.engine is not None:
-                engine, self.engine = self.engine, None
-                await asyncio.to_thread(engine.close)
+            for task in [*self.tasks, self.feeder, *self.finishing]:
+                if task is not None:
+                    task.cancel()
+            if self.current is not None:  # the feeder was cut off in the middle of a stream
+                await self._release(self.current)
             await self.channel_layer.group_discard(self.group, self.channel_name)

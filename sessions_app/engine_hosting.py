@@ -41,7 +41,10 @@ class _PoolHolder:
     def get(self) -> EnginePool:
         with self._lock:
             if self._pool is None:
-                self._pool = EnginePool(engine_config_from_settings(), size=settings.STT_WARM_ENGINES)
+                self._pool = EnginePool(
+                    engine_config_from_settings(), size=settings.STT_WARM_ENGINES,
+                    max_streams=settings.STT_ENGINE_MAX_STREAMS, max_age_s=settings.STT_ENGINE_MAX_AGE_S,
+                )
                 atexit.register(self._pool.close)
             return self._pool
 
@@ -61,9 +64,27 @@ def start_warming() -> None:
         _holder.get()
 
 
-def acquire_engine(timeout: float = 120.0) -> EngineProcess:
+def engine_pool() -> EnginePool:
+    """This server's pool (created on first use)."""
+    return _holder.get()
+
+
+def acquire_engine() -> EngineProcess:
     """A ready engine process for one stream (blocking: call it from a thread)."""
-    return _holder.get().acquire(timeout=timeout)
+    return _holder.get().acquire(timeout=settings.STT_ENGINE_WAIT_S)
+
+
+def engine_returning(engine: EngineProcess) -> None:
+    """The engine's stream is ending; it will be released soon (the pool counts it as a spare)."""
+    _holder.get().returning(engine)
+
+
+def release_engine(engine: EngineProcess) -> None:
+    """Give back an engine whose stream is over, or that crashed (blocking: call it from a thread).
+
+    The pool resets it for the next stream, or closes and replaces it.
+    """
+    _holder.get().release(engine)
 
 
 def close_pool() -> None:

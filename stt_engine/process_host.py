@@ -4,12 +4,17 @@ The parent (an ASGI server with threads) must never run inference in its own pro
 each stream gets an :class:`EngineProcess`: a ``spawn``-ed child that loads the models once,
 then runs :class:`~stt_engine.session.StreamingSession` objects one stream at a time.
 
-* Commands (start, audio, flush, stop) go down a ``multiprocessing`` queue, so
+* Commands (start, audio, flush, stop, reset) go down a ``multiprocessing`` queue, so
   :meth:`EngineProcess.send_audio` never blocks the caller while the child decodes.
 * Events come back over a one-way pipe; :meth:`EngineProcess.fileno` is its read end, so
   an asyncio loop can ``add_reader`` it. When the child dies the pipe reaches EOF, the fd
   becomes readable and :meth:`EngineProcess.poll_events` raises
   :class:`~stt_engine.errors.EngineCrashedError`; the caller replaces the process.
+* A child serves one stream after another. :meth:`EngineProcess.reset` proves it clean before
+  the next: every stream's state lives in a :class:`~stt_engine.session.StreamingSession` that
+  the child drops at ``reset`` (a new stream gets a new one, and Silero's state is reset in
+  it), and the reset's answer carries a token the parent waits for, so that every event the
+  old stream still had in the pipe is read and thrown away before the engine is handed on.
 
 This module imports neither torch nor faster-whisper in the parent; only the child does.
 """
@@ -80,6 +85,11 @@ def _child_main(config: EngineConfig, commands: Any, conn: Connection, load: Sha
         kind = command[0]
         if kind == "close":
             break
+        if kind == "reset":
+            # Whatever the last stream left (it may not have been stopped) goes with its session.
+            session = None
+            conn.send(("reset", command[1]))
+            continue
         out: list[ev.Event] = []
         try:
             if kind == "start":
@@ -150,7 +160,11 @@ class EngineProcess:
         self._crashed = False
         self._closed = False
         self._backlog: list[ev.Event] = []
+        self._reset_answered: int | None = None
+        self._resets = 0
         self.started_at = time.monotonic()
+        self.streams_started = 0
+        """How many streams this child has been given (:meth:`start_stream` calls)."""
 
     @property
     def pid(self) -> int | None:
@@ -204,6 +218,7 @@ class EngineProcess:
         """
         rate = check_sample_rate(sample_rate)
         self._send(("start", rate, language or "auto"))
+        self.streams_started += 1
 
     def send_audio(self, pcm: bytes | bytearray | memoryview) -> None:
         """Queue PCM s16le mono bytes for the stream (never blocks on decoding).
@@ -222,6 +237,35 @@ class EngineProcess:
     def stop(self) -> None:
         """Ask the child to flush and end the stream (it stays warm for another)."""
         self._send(("stop",))
+
+    def reset(self, timeout: float = 10.0) -> bool:
+        """Make the child clean for another stream: drop its stream and every unread event.
+
+        The child drops its session and answers with a token; everything it sent before that
+        answer belongs to the old stream and is discarded here. Call it only while nobody else
+        reads this process's events.
+
+        Args:
+            timeout: seconds to wait for the answer (a child still decoding answers after it).
+
+        Returns:
+            ``True`` when the child answered in time and is alive; ``False`` otherwise (it is
+            then not fit to serve another stream).
+        """
+        self._resets += 1
+        token = self._resets
+        try:
+            self._send(("reset", token))
+        except EngineCrashedError:
+            return False
+        deadline = time.monotonic() + timeout
+        while self._reset_answered != token:
+            left = deadline - time.monotonic()
+            if left <= 0 or self._crashed:
+                return False
+            self._receive(left)
+        self._backlog.clear()
+        return self.is_alive()
 
     def poll_events(self, timeout: float = 0.0) -> list[ev.Event]:
         """Return the events the child has sent, waiting up to ``timeout`` for the first.
@@ -303,54 +347,97 @@ class EngineProcess:
             self.final_threads = int(payload)
         elif kind == "fatal":
             self._fatal = str(payload)
+        elif kind == "reset":
+            self._reset_answered = int(payload)
         return True
 
 
 class EnginePool:
-    """Keeps ``size`` warm engine processes (models loaded) ready to hand out.
+    """Keeps warm engine processes (models loaded) and takes them back after their streams.
 
-    :meth:`acquire` hands one out and starts a replacement in the background; the caller
-    owns the process it got and closes it when its stream ends (or when it crashed).
-    Replacements load one at a time: a child costs about 6.5 CPU-seconds to load its models,
-    and four loading at once (four speakers starting together) starved the live streams on
-    2 cores, so their first finals came 12-16 s late. With ``cpu_threads=0`` the first child
-    to load measures the final model's thread count (:mod:`stt_engine.threads`) and the pool
-    gives the result to every later child, so that the measurement is made once, alone.
+    A caller takes a process for one stream with :meth:`acquire`, says when that stream is
+    ending with :meth:`returning` (the process still owes its last final) and gives it back
+    with :meth:`release` afterwards. A released process is reset (:meth:`EngineProcess.reset`)
+    and serves the next stream; it is replaced only if it died, did not answer its reset, or
+    has served ``max_streams`` streams or ``max_age_s`` seconds. Loading a child costs about 6.5 CPU-s,
+    so a stream that follows another must not pay for it.
+
+    How many to keep: ``size`` ready when no stream is live, and at least one spare while
+    streams are live; callers waiting in :meth:`acquire` count too. A process on its way back
+    (:meth:`returning`) counts as a coming spare, so a speaker who reconnects at once does not
+    make the pool load another. Replacements load one at a time: four loading at once (four
+    speakers starting together) starved the live streams on 2 cores, so their first finals
+    came 12-16 s late. With ``cpu_threads=0`` the first child to load measures the final
+    model's thread count (:mod:`stt_engine.threads`) and the pool gives the result to every
+    later child, so that the measurement is made once, alone.
     """
 
-    def __init__(self, config: EngineConfig | None = None, size: int = 1, ready_timeout: float = 180.0) -> None:
+    def __init__(self, config: EngineConfig | None = None, size: int = 1, ready_timeout: float = 180.0,
+                 max_streams: int = 500, max_age_s: float = 24 * 3600.0, reset_timeout: float = 10.0) -> None:
         """Start ``size`` children.
 
         Args:
             config: engine settings shared by every child.
-            size: how many warm processes to keep (>= 0).
+            size: how many warm processes to keep while no stream is live (>= 0; with 0 a
+                process is loaded only when one is asked for, and no spare is kept).
             ready_timeout: seconds a child may take to load its models.
+            max_streams: streams a child serves before it is replaced.
+            max_age_s: seconds a child serves before it is replaced (checked when it comes back).
+            reset_timeout: seconds a released child may take to answer its reset.
         """
         if size < 0:
             raise ValueError("EnginePool size must be >= 0.")
         self.config = (config or EngineConfig()).validate()
         self.size = size
         self.ready_timeout = ready_timeout
+        self.max_streams = max_streams
+        self.max_age_s = max_age_s
+        self.reset_timeout = reset_timeout
         self.load = SharedDecodeLoad()
         """Shared by every child of the pool: partials and speculation yield to finals."""
         self._cond = threading.Condition()
         self._warm: list[EngineProcess] = []
+        self._live: set[EngineProcess] = set()
+        self._returning: set[EngineProcess] = set()
+        self._waiting = 0
         self._starting = 0
         self._loading = 0
         self._one_at_a_time = threading.Lock()
         self._closed = False
         self.last_error: str | None = None
-        for _ in range(size):
-            self._spawn()
-
-    def _spawn(self, one_at_a_time: bool = False) -> None:
+        self.loads = 0
+        """Children started so far (each loads the models)."""
+        self.reuses = 0
+        """Released children that were reset and made ready for another stream."""
+        self.retired = 0
+        """Released children that were closed instead (dead, no reset answer, or served enough)."""
         with self._cond:
-            if self._closed:
-                return
-            self._starting += 1
+            self._starting += size
+        for _ in range(size):
+            self._start_loading(one_at_a_time=False)
+
+    def _start_loading(self, one_at_a_time: bool) -> None:
+        """Load one child in a thread; the caller has counted it in ``_starting``."""
+        with self._cond:
+            self.loads += 1
         threading.Thread(
             target=self._warm_up, args=(one_at_a_time,), name="stt-engine-warmup", daemon=True
         ).start()
+
+    def _refill(self) -> None:
+        """Start loading as many children as the pool is short of."""
+        with self._cond:
+            if self._closed:
+                return
+            self._live = {proc for proc in self._live if proc.is_alive()}  # closed without release
+            live = len(self._live)
+            wanted = max(self.size - live, min(self.size, 1) if live else 0) + self._waiting
+            short = wanted - (len(self._warm) + self._starting + len(self._returning))
+            if short <= 0:
+                return
+            self._starting += short
+        for _ in range(short):
+            self._start_loading(one_at_a_time=True)
 
     def _warm_up(self, one_at_a_time: bool) -> None:
         proc: EngineProcess | None = None
@@ -394,51 +481,102 @@ class EnginePool:
         with self._cond:
             return len(self._warm)
 
+    @property
+    def warm_pids(self) -> list[int | None]:
+        """Process ids of the ready processes waiting (the next one handed out last)."""
+        with self._cond:
+            return [proc.pid for proc in self._warm]
+
     def acquire(self, timeout: float | None = 60.0) -> EngineProcess:
-        """Take a warm engine process; a replacement starts warming at once.
+        """Take a ready engine process for one stream.
 
         Args:
             timeout: seconds to wait for one to be ready.
 
         Returns:
-            A ready :class:`EngineProcess` owned by the caller.
+            A ready :class:`EngineProcess`; give it back with :meth:`release` when its stream
+            is over (or when it crashed).
 
         Raises:
             EngineUnavailableError: none became ready in time, or the pool is closed.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
-            while True:
-                if self._closed:
-                    raise EngineUnavailableError("The engine pool is closed.")
-                while self._warm:
-                    proc = self._warm.pop(0)
-                    if proc.is_alive():
-                        break
-                    proc.close()
-                else:
-                    proc = None
-                if proc is not None:
-                    break
-                if self._starting == 0:
-                    # Nothing warming (size 0 or failed starts): warm one for this caller.
-                    self._cond.release()
-                    try:
-                        self._spawn()
-                    finally:
-                        self._cond.acquire()
-                left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
-                    detail = f" ({self.last_error})" if self.last_error else ""
-                    raise EngineUnavailableError(f"No engine process became ready in time{detail}.")
-                self._cond.wait(left)
-            refill = len(self._warm) + self._starting < self.size
-        if refill:
-            self._spawn(one_at_a_time=True)
+            self._waiting += 1
+        try:
+            while (proc := self._take_warm()) is None:
+                self._refill()  # warms one for this caller unless enough are loading or coming back
+                with self._cond:
+                    if self._warm or self._closed:
+                        continue
+                    left = None if deadline is None else deadline - time.monotonic()
+                    if left is not None and left <= 0:
+                        detail = f" ({self.last_error})" if self.last_error else ""
+                        raise EngineUnavailableError(f"No engine process became ready in time{detail}.")
+                    self._cond.wait(left)
+        finally:
+            with self._cond:
+                self._waiting -= 1
+        self._refill()  # keep a spare beside the streams now live
         return proc
 
+    def _take_warm(self) -> EngineProcess | None:
+        with self._cond:
+            if self._closed:
+                raise EngineUnavailableError("The engine pool is closed.")
+            while self._warm:
+                # The most recently used first: the others may then sit idle as spares.
+                proc = self._warm.pop()
+                if proc.is_alive():
+                    self._live.add(proc)
+                    return proc
+                self.retired += 1
+                proc.close()
+        return None
+
+    def returning(self, proc: EngineProcess) -> None:
+        """Say that ``proc``'s stream is ending: it will be released soon, so it counts as a
+        coming spare and the pool does not load another in its place."""
+        with self._cond:
+            if proc in self._live:
+                self._live.discard(proc)
+                self._returning.add(proc)
+
+    def release(self, proc: EngineProcess) -> bool:
+        """Take back a process whose stream is over (blocking: it waits for the reset).
+
+        Call it when nobody reads the process's events any more. A live process is reset and
+        made ready for the next stream; a dead one, one that does not answer its reset in
+        ``reset_timeout`` s, or one that has served ``max_streams`` streams or ``max_age_s``
+        seconds, is closed and replaced.
+
+        Returns:
+            Whether the process will serve another stream.
+        """
+        with self._cond:
+            self._live.discard(proc)
+            self._returning.add(proc)
+            closed = self._closed
+        served_enough = (
+            proc.streams_started >= self.max_streams or time.monotonic() - proc.started_at >= self.max_age_s
+        )
+        reusable = not closed and not served_enough and proc.is_alive() and proc.reset(self.reset_timeout)
+        with self._cond:
+            self._returning.discard(proc)
+            reusable = reusable and not self._closed
+            if reusable:
+                self._warm.append(proc)
+                self.reuses += 1
+                self._cond.notify_all()
+            else:
+                self.retired += 1
+        if not reusable:
+            proc.close()
+        self._refill()
+        return reusable
+
     def close(self) -> None:
-        """Close every warm process; processes already handed out stay with their owners."""
+        """Close every warm process; processes handed out stay with their owners."""
         with self._cond:
             self._closed = True
             warm, self._warm = self._warm, []

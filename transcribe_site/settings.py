@@ -194,11 +194,19 @@ STT_BEAM_SIZE = env_int("STT_BEAM_SIZE", 5, minimum=1, maximum=10)
 STT_CONTEXT_AFTER_PAUSE_S = env_float("STT_CONTEXT_AFTER_PAUSE_S", 0.0, minimum=0.0, maximum=60.0)
 STT_DEFAULT_LANGUAGE = env_str("STT_DEFAULT_LANGUAGE", "auto")
 STT_WARM_ENGINES = env_int("STT_WARM_ENGINES", 1, minimum=0, maximum=32)
+# An engine whose stream ended is reset and serves the next one; it is replaced after this many
+# streams or seconds (or when it crashed, or did not answer its reset).
+STT_ENGINE_MAX_STREAMS = env_int("STT_ENGINE_MAX_STREAMS", 500, minimum=1)
+STT_ENGINE_MAX_AGE_S = env_int("STT_ENGINE_MAX_AGE_S", 24 * 3600, minimum=60)
+STT_ENGINE_WAIT_S = env_int("STT_ENGINE_WAIT_S", 120, minimum=5)  # a stream's audio is held this long at most
 
 # Limits of live streams. Each live speaker costs about half a core on the default models, so
 # a server admits two streams per core it may use; more would make every speaker's finals late.
 STT_MAX_STREAMS_PER_SERVER = env_int("STT_MAX_STREAMS_PER_SERVER", 2 * usable_cores(), minimum=1)
 STT_MAX_STREAMS_PER_USER = env_int("STT_MAX_STREAMS_PER_USER", 2, minimum=1)
+# A connection that finds the limits full waits this long for a slot before TOO_MANY_STREAMS (or
+# ALREADY_STREAMING): a reconnect may arrive before the server has seen the old connection close.
+STT_ADMISSION_WAIT_S = env_float("STT_ADMISSION_WAIT_S", 3.0, minimum=0.0, maximum=60.0)
 STT_MAX_SESSION_S = env_int("STT_MAX_SESSION_S", 4 * 3600, minimum=10)
 STT_IDLE_TIMEOUT_S = env_int("STT_IDLE_TIMEOUT_S", 120, minimum=5)
 STT_MAX_FRAME_BYTES = env_int("STT_MAX_FRAME_BYTES", 64 * 1024, minimum=320)

@@ -54,14 +54,21 @@ async def receive_until(communicator, message_type: str, timeout_s: float = 60.0
             return message
 
 
-async def receive_finals_until_idle(communicator, timeout_s: float = 120.0, seen: list | None = None) -> list[dict]:
-    """After ``stt_stop``: every ``stt_final`` until the engine reports ``idle``."""
+async def receive_finals_until_idle(communicator, timeout_s: float = 120.0, seen: list | None = None,
+                                    stream_id: str | None = None) -> list[dict]:
+    """After ``stt_stop``: every ``stt_final`` until the engine reports ``idle``.
+
+    With ``stream_id``, the lines of other streams of the session (which every speaker's
+    socket gets too) are skipped.
+    """
     seen = [] if seen is None else seen
     deadline = asyncio.get_running_loop().time() + timeout_s
     while True:
         left = deadline - asyncio.get_running_loop().time()
-        message = await receive_until(communicator, "stt_state", timeout_s=left, seen=seen)
-        if message["state"] == "idle":
+        received: list[dict] = []
+        message = await receive_until(communicator, "stt_state", timeout_s=left, seen=received)
+        seen += [m for m in received if stream_id is None or m.get("stream_id") in (None, stream_id)]
+        if message["state"] == "idle" and (stream_id is None or message.get("stream_id") == stream_id):
             return [m for m in seen if m["type"] == "stt_final"]
 
 
@@ -74,3 +81,14 @@ async def stream_audio(communicator, pcm: bytes, speed: float = 4.0, frame_s: fl
     for frame in frames(pcm, frame_s):
         await communicator.send_to(bytes_data=frame)
         await asyncio.sleep(frame_s / speed)
+
+
+async def start(communicator, sample_rate: int = 16000, connect: bool = True) -> dict:
+    """Connect (unless told not to), send ``stt_start`` and return the ``stt_listening`` answer."""
+    if connect:
+        connected, _ = await communicator.connect(timeout=10)
+        assert connected
+    await send_json(communicator, {"type": "stt_start", "language": "en", "sample_rate": sample_rate})
+    return await receive_until(communicator, "stt_listening", timeout_s=180)
+
+

@@ -10,11 +10,11 @@ import wave
 
 import pytest
 from channels.db import database_sync_to_async
-from channels.layers import channel_layers
 from django.core.files.storage import default_storage
 from rest_framework.authtoken.models import Token
 
 from sessions_app.actions import do_add_member
+from sessions_app.engine_hosting import engine_pool
 from sessions_app.models import AudioRecording, Utterance
 from sessions_app.protocol import CloseCode
 from sessions_app.stream_limits import stream_slots
@@ -24,60 +24,13 @@ from tests.sessions_app.live_helpers import (
     receive_finals_until_idle,
     receive_until,
     send_json,
+    start,
     stream_audio,
     stream_communicator,
 )
 from tests.speech import dev_clip, word_error_rate
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
-
-
-@pytest.fixture(autouse=True)
-def live_settings(settings, tmp_path):
-    settings.MEDIA_ROOT = tmp_path / "media"
-    settings.STT_MAX_AUDIO_SPEED = 8.0
-    settings.STT_AUDIO_BURST_S = 5.0
-    # Each test runs on its own event loop; a Redis channel layer binds its locks to the loop
-    # that first used it, and a lock a finished test's loop still held broke the next test.
-    channel_layers.backends.clear()
-    yield
-    channel_layers.backends.clear()
-    assert stream_slots.total == 0, "a stream slot leaked"
-
-
-@pytest.fixture
-def speaker_token(user):
-    return Token.objects.create(user=user).key
-
-
-@pytest.fixture
-def engines_handed_out(monkeypatch) -> list:
-    """Every engine process the consumers acquire, in order (so a test can signal one)."""
-    from sessions_app import consumers
-
-    handed_out = []
-    real_acquire = consumers.acquire_engine
-
-    def acquire_and_remember(*args, **kwargs):
-        engine = real_acquire(*args, **kwargs)
-        handed_out.append(engine)
-        return engine
-
-    monkeypatch.setattr(consumers, "acquire_engine", acquire_and_remember)
-    return handed_out
-
-
-@pytest.fixture
-def live_session(user, make_session):
-    return make_session(user, title="Live test", language="en")
-
-
-async def start(communicator, sample_rate: int = 16000, connect: bool = True) -> dict:
-    if connect:
-        connected, _ = await communicator.connect(timeout=10)
-        assert connected
-    await send_json(communicator, {"type": "stt_start", "language": "en", "sample_rate": sample_rate})
-    return await receive_until(communicator, "stt_listening", timeout_s=180)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio, pytest.mark.usefixtures("live_settings")]
 
 
 async def test_a_speaker_streams_a_clip_and_everyone_gets_the_saved_final(live_session, speaker_token):
@@ -327,7 +280,7 @@ async def test_an_unexpected_error_in_a_handler_still_gives_the_stream_slot_and_
     live_session, speaker_token, engines_handed_out, monkeypatch
 ):
     """A bug that escapes a handler ends the connection; the server must not lose a stream slot
-    (or keep the engine) for good."""
+    (or the engine: it goes back to the pool) for good."""
     from sessions_app import consumers
 
     speaker = stream_communicator(live_session.id, token=speaker_token)
@@ -342,4 +295,9 @@ async def test_an_unexpected_error_in_a_handler_still_gives_the_stream_slot_and_
     with pytest.raises(RuntimeError, match="injected failure"):
         await speaker.wait(timeout=30)
     assert stream_slots.total == 0
-    assert engines_handed_out and not engines_handed_out[0].is_alive()
+    engine = engines_handed_out[0]
+    for _ in range(100):
+        if engine.pid in engine_pool().warm_pids:
+            break
+        await asyncio.sleep(0.1)
+    assert engine.pid in engine_pool().warm_pids and engine.is_alive()
