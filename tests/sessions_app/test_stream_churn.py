@@ -82,7 +82,8 @@ async def test_a_stream_right_after_another_gets_the_same_engine_and_nothing_of_
 async def test_audio_sent_at_real_time_while_an_engine_gets_ready_is_all_transcribed(
     live_session, speaker_token, settings, monkeypatch
 ):
-    """The allowance for audio counts from stt_start, so a slow engine start refuses nothing."""
+    """The allowance for audio counts from stt_start, and audio that arrives before the engine is
+    held for it, so a slow engine start refuses and loses nothing."""
     from sessions_app import consumers
 
     settings.STT_MAX_AUDIO_SPEED = 1.2
@@ -96,13 +97,16 @@ async def test_audio_sent_at_real_time_while_an_engine_gets_ready_is_all_transcr
     monkeypatch.setattr(consumers, "acquire_engine", slow_engine_acquisition_for_test)
     clip = dev_clip("jfk")
     speaker = stream_communicator(live_session.id, token=speaker_token)
-    listening = await start(speaker)  # answered at once: the engine is still on its way
-    assert listening["clock_offset"] == 0
+    assert (await speaker.connect(timeout=10))[0]
+    # Like a client that does not wait for the server's answer: the first frame follows at once.
+    await send_json(speaker, {"type": "stt_start", "language": "en", "sample_rate": 16000})
     seen: list[dict] = []
     await stream_audio(speaker, pcm16(clip.path, seconds_of_silence_after=1.5), speed=1.0, frame_s=0.05)
     await send_json(speaker, {"type": "stt_stop"})
     finals = await receive_finals_until_idle(speaker, seen=seen)
     await speaker.disconnect(timeout=60)
+    listening = next(m for m in seen if m["type"] == "stt_listening")
+    assert listening["clock_offset"] == 0
     assert not [m for m in seen if m["type"] == "stt_error"], seen
     assert word_error_rate([clip.text], [" ".join(f["text"] for f in finals)]) <= 0.15
     assert finals[0]["start"] < 1.0  # the first words, spoken while the engine was not there yet
