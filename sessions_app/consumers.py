@@ -145,6 +145,7 @@ class StreamConsumer(_CaptionGroupMixin, AsyncWebsocketConsumer):
         self.feeder: asyncio.Task | None = None
         # The feeder's state: the stream it feeds, and the engine serving it now.
         self.stream_open = False
+        self.stream_number = 0  # which stt_start of the connection the open stream is
         self.stream_format: tuple[int, str] = (16000, "auto")
         self.stream_clock_s = 0.0  # the stream's start on the recording clock
         self.audio_s_sent = 0.0  # audio of the stream given to engines
@@ -276,13 +277,13 @@ class StreamConsumer(_CaptionGroupMixin, AsyncWebsocketConsumer):
             if kind == "end":
                 return
             if kind == "start":
-                start_number, rate, language, self.stream_clock_s = args
+                self.stream_number, rate, language, self.stream_clock_s = args
                 self.stream_open, self.stream_format, self.audio_s_sent = True, (rate, language), 0.0
-                await self._open_engine_stream(start_number)
+                await self._open_engine_stream()
                 continue
             if not self.stream_open:
                 continue  # the stream found no engine: its audio is on disk, not transcribed
-            if self.current is None and not await self._open_engine_stream(self.starts):
+            if self.current is None and not await self._open_engine_stream():
                 continue  # (a crashed engine is replaced at the stream's next command)
             stream = self.current
             with contextlib.suppress(EngineCrashedError):  # its relay sees the crash and reports it
@@ -299,14 +300,14 @@ class StreamConsumer(_CaptionGroupMixin, AsyncWebsocketConsumer):
                 self.finishing.add(finish)
                 finish.add_done_callback(self.finishing.discard)
 
-    async def _open_engine_stream(self, start_number: int) -> bool:
+    async def _open_engine_stream(self) -> bool:
         """Get an engine for the open stream and start it where the engines before it left off."""
         try:
             engine = await self._acquire_engine()
             engine.start_stream(sample_rate=self.stream_format[0], language=self.stream_format[1])
         except SttEngineError as exc:
             self.stream_open = False
-            if self.starts == start_number:  # the client has not started another stream since
+            if self.starts == self.stream_number:  # the client has not started another stream since
                 self.started = False
             await self._send_error(ErrorCode.ENGINE_UNAVAILABLE, f"No speech engine is available: {exc}")
             return False

@@ -407,8 +407,6 @@ class EnginePool:
         self.last_error: str | None = None
         self.loads = 0
         """Children started so far (each loads the models)."""
-        self.reuses = 0
-        """Released children that were reset and made ready for another stream."""
         self.retired = 0
         """Released children that were closed instead (dead, no reset answer, or served enough)."""
         with self._cond:
@@ -566,7 +564,6 @@ class EnginePool:
             reusable = reusable and not self._closed
             if reusable:
                 self._warm.append(proc)
-                self.reuses += 1
                 self._cond.notify_all()
             else:
                 self.retired += 1
