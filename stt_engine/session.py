@@ -221,7 +221,7 @@ class StreamingSession:
         self._check_open()
         out = self._begin()
         if self._recording:
-            self._close_utterance(out, self._buffer.end, vad_stop=True, next_state="listening")
+            self._close_utterance(out, self._buffer.end, vad_stop=True, next_state="listening", asked=True)
         self._speech_run = 0
         return out
 
@@ -236,7 +236,7 @@ class StreamingSession:
         out = self._begin()
         self._buffer.append(self._converter.flush())
         if self._recording:
-            self._close_utterance(out, self._buffer.end, vad_stop=True, next_state="idle")
+            self._close_utterance(out, self._buffer.end, vad_stop=True, next_state="idle", asked=True)
         else:
             self._set_state(out, "idle")
         self._closed = True
@@ -440,7 +440,15 @@ class StreamingSession:
         self.stats.final_seconds += time.perf_counter() - started
         return result
 
-    def _close_utterance(self, out: list[ev.Event], end: int, vad_stop: bool, next_state: str) -> None:
+    def _close_utterance(
+        self, out: list[ev.Event], end: int, vad_stop: bool, next_state: str, asked: bool = False
+    ) -> None:
+        """Finalize the utterance up to ``end``.
+
+        ``asked``: the client ended it (flush, stop). Then an utterance whose partial was already
+        shown is decoded however short it is: a push-to-talk release right after the first
+        partial must not make the shown words vanish without a final.
+        """
         cfg = self.config
         end = min(end, self._buffer.end)
         now = self._now()
@@ -452,7 +460,8 @@ class StreamingSession:
         # final decodes anyway), not the pre-recording buffer: one short word ("yes", "two")
         # still makes an utterance, a click or a cough does not.
         spoken = self._last_voiced_end - self._voiced_start + int(cfg.final_tail_s * _SR)
-        if spoken < cfg.min_utterance_s * _SR or end <= start:
+        too_short = spoken < cfg.min_utterance_s * _SR and not (asked and self._last_partial)
+        if too_short or end <= start:
             self.stats.dropped_utterances += 1
         else:
             self._set_state(out, "transcribing")

@@ -49,6 +49,16 @@ def pytest_collection_modifyitems(config, items):
                 item.add_marker(skip)
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failed browser test shows the end of the server's log (what CI prints is all we get)."""
+    outcome = yield
+    report = outcome.get_result()
+    site = item.funcargs.get("site") if hasattr(item, "funcargs") else None
+    if report.failed and isinstance(site, Site):
+        report.sections.append(("daphne log (last 6000 characters)", site.log()[-6000:]))
+
+
 @dataclass
 class Site:
     url: str

@@ -88,6 +88,22 @@ def test_flush_finalizes_speech_in_progress(make_session):
     check_event_order(evs)
 
 
+def test_a_flush_right_after_the_first_partial_still_gives_a_final(make_session):
+    """Push-to-talk released as soon as words show: the shown partial must become a final,
+    although the voice heard so far is shorter than ``min_utterance_s`` (which drops clicks)."""
+    pcm = read_pcm(dev_clip("jfk").path, tail_s=0.0)
+    session = make_session()
+    step = 800  # 50 ms
+    for begin in range(0, len(pcm), step):
+        if any(isinstance(e, events.PartialUpdate) for e in session.feed(pcm[begin:begin + step].tobytes())):
+            break
+    else:
+        pytest.fail("no partial")
+    got = finals(session.flush())
+    assert len(got) == 1 and got[0].text.strip(), "the shown partial vanished without a final"
+    assert session.stats.dropped_utterances == 0
+
+
 def test_soft_hoarse_speech_from_the_first_second_is_heard(make_session):
     """A speaker with a cold, from the first sample of the stream: WebRTC hears only a few of
     the frames, so the start must not wait for it to agree with Silero frame by frame."""
