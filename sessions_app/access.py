@@ -35,16 +35,17 @@ def can_stream(user, session: TranscriptionSession) -> bool:
 
 
 def can_view(user, session: TranscriptionSession, share_token: str | None = None) -> bool:
-    if share_token and secrets.compare_digest(share_token, session.share_token):
+    # (compare_digest refuses str with non-ASCII characters: bytes compare any token)
+    if share_token and secrets.compare_digest(share_token.encode(), session.share_token.encode()):
         return True
     return role_in_session(user, session) is not None
 
 
 def access_session(user, session_id) -> TranscriptionSession:
-    try:
-        return sessions_visible_to(user).get(pk=session_id)
-    except (TranscriptionSession.DoesNotExist, ValueError) as exc:
-        raise Http404("No such session.") from exc
+    session = sessions_visible_to(user).filter(pk=session_id).first() if _is_uuid_like(session_id) else None
+    if session is None:
+        raise Http404("No such session.")
+    return session
 
 
 def access_session_as_owner(user, session_id) -> TranscriptionSession:

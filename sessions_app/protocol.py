@@ -9,6 +9,8 @@ Close codes (sent after an ``stt_error`` that explains them):
 4409  ALREADY_STREAMING   this user already streams in this session (one recording per speaker)
 4429  TOO_MANY_STREAMS    the server or this user already streams the maximum
 4503  ENGINE_UNAVAILABLE  no engine process could be started
+1009  (daphne)            a message above daphne's 1 MiB limit (no stt_error: the consumer
+                          never sees it; see transcribe_site/websocket_server.py)
 ====  ==================  ==========================================================
 """
 
@@ -16,6 +18,10 @@ from __future__ import annotations
 
 import json
 from typing import Any
+
+from stt_engine.languages import normalize_language
+
+MAX_TEXT_FRAME_CHARS = 64 * 1024  # no client message is near this; a bigger one is refused unparsed
 
 
 class ErrorCode:
@@ -33,6 +39,7 @@ class ErrorCode:
     ALREADY_STREAMING = "ALREADY_STREAMING"
     ENGINE_UNAVAILABLE = "ENGINE_UNAVAILABLE"
     ENGINE_CRASHED = "ENGINE_CRASHED"  # the engine died; a fresh one took over
+    ENGINE_ERROR = "ENGINE_ERROR"  # (sent by the engine) it failed on some audio in a way no check foresaw
     IDLE_TIMEOUT = "IDLE_TIMEOUT"
     SESSION_TOO_LONG = "SESSION_TOO_LONG"
 
@@ -54,10 +61,17 @@ class ProtocolError(Exception):
 
 
 def parse_client_message(text: str) -> dict[str, Any]:
-    """Decode a JSON text frame into a dict with a string ``type``, or raise ``ProtocolError``."""
+    """Decode a JSON text frame into a dict with a string ``type``, or raise ``ProtocolError``.
+
+    Any text is refused with ``BAD_MESSAGE``, never an exception: nesting deep enough to exhaust
+    the parser's recursion, integers past Python's digit limit and frames above
+    ``MAX_TEXT_FRAME_CHARS`` included.
+    """
+    if text is not None and len(text) > MAX_TEXT_FRAME_CHARS:
+        raise ProtocolError(ErrorCode.BAD_MESSAGE, f"Text frames may hold at most {MAX_TEXT_FRAME_CHARS} characters.")
     try:
         message = json.loads(text)
-    except (json.JSONDecodeError, TypeError):
+    except (ValueError, TypeError, RecursionError):  # (JSONDecodeError is a ValueError)
         raise ProtocolError(ErrorCode.BAD_MESSAGE, "Text frames must be JSON objects.") from None
     if not isinstance(message, dict) or not isinstance(message.get("type"), str):
         raise ProtocolError(ErrorCode.BAD_MESSAGE, 'A message must be a JSON object with a "type".')
@@ -69,10 +83,15 @@ def parse_start(message: dict[str, Any], default_language: str) -> tuple[int, st
     sample_rate = message.get("sample_rate", 16000)
     if isinstance(sample_rate, bool) or not isinstance(sample_rate, int) or not 8000 <= sample_rate <= 48000:
         raise ProtocolError(ErrorCode.BAD_START, "sample_rate must be an integer from 8000 to 48000.")
-    language = message.get("language") or default_language
-    if not isinstance(language, str) or not (language == "auto" or (2 <= len(language) <= 5 and language.isalpha())):
-        raise ProtocolError(ErrorCode.BAD_START, 'language must be "auto" or a code such as "en".')
-    return sample_rate, language.lower()
+    requested = message.get("language")
+    language = normalize_language(default_language if requested is None else requested)
+    if language is None:
+        shown = repr(requested[:20]) if isinstance(requested, str) else f"a {type(requested).__name__}"
+        raise ProtocolError(
+            ErrorCode.BAD_START,
+            f'language must be "auto" or one of Whisper\'s language codes such as "en", not {shown}.',
+        )
+    return sample_rate, language
 
 
 def error_message(code: str, text: str, **extra: Any) -> dict[str, Any]:

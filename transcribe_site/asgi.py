@@ -17,6 +17,9 @@ from django.conf import settings  # noqa: E402
 from sessions_app.engine_hosting import start_warming  # noqa: E402
 from sessions_app.routing import websocket_urlpatterns  # noqa: E402
 from sessions_app.ws_auth import NonBrowserFriendlyOriginValidator, TokenAuthMiddleware  # noqa: E402
+from transcribe_site.websocket_server import close_oversized_messages_with_1009  # noqa: E402
+
+close_oversized_messages_with_1009()
 
 application = ProtocolTypeRouter(
     {

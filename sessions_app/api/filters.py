@@ -28,7 +28,9 @@ def filter_utterances(queryset: QuerySet[Utterance], params: Mapping[str, str]) 
     speaker = (params.get("speaker") or "").strip()
     if speaker:
         by_name = Q(speaker__username=speaker)
-        queryset = queryset.filter(by_name | Q(speaker_id=int(speaker)) if speaker.isdigit() else by_name)
+        # "²" is a digit to str.isdigit() but not to int(); ids past 64 bits overflow the database.
+        is_id = speaker.isascii() and speaker.isdecimal() and int(speaker) < 2**63
+        queryset = queryset.filter(by_name | Q(speaker_id=int(speaker)) if is_id else by_name)
     start_after = _seconds(params, "start_after")
     if start_after is not None:
         queryset = queryset.filter(start_s__gte=start_after)

@@ -9,6 +9,17 @@ from rest_framework import serializers
 from sessions_app.access import role_in_session
 from sessions_app.jobs import allowed_models
 from sessions_app.models import BatchJob, TranscriptionSession, Utterance
+from stt_engine.languages import AUTO, normalize_language
+
+
+def checked_language(value: str) -> str:
+    """``"auto"`` (also for an empty value) or a Whisper language code, else a validation error."""
+    language = normalize_language(value.strip() or AUTO)
+    if language is None:
+        raise serializers.ValidationError(
+            'Use "auto" or one of Whisper\'s language codes such as "en" or "de".', code="BAD_LANGUAGE"
+        )
+    return language
 
 
 class BatchJobSerializer(serializers.ModelSerializer):
@@ -41,10 +52,7 @@ class BatchJobCreateSerializer(serializers.Serializer):
         self.fields["model"].choices = allowed_models()
 
     def validate_language(self, value: str) -> str:
-        value = value.strip().lower() or "auto"
-        if value != "auto" and not (value.isalpha() and 2 <= len(value) <= 3):
-            raise serializers.ValidationError('Use "auto" or a language code such as "en".')
-        return value
+        return checked_language(value)
 
 
 class SessionSerializer(serializers.ModelSerializer):
@@ -60,6 +68,9 @@ class SessionSerializer(serializers.ModelSerializer):
     def _user(self):
         request = self.context.get("request")
         return request.user if request else None
+
+    def validate_language(self, value: str) -> str:
+        return checked_language(value)
 
     @extend_schema_field(serializers.CharField(allow_null=True))
     def get_role(self, session: TranscriptionSession) -> str | None:

@@ -94,7 +94,8 @@ class BatchJobViewSet(
         form = BatchJobCreateSerializer(data=request.data)
         if not form.is_valid():
             field, problems = next(iter(form.errors.items()))
-            return error_response("BAD_REQUEST", f"{field}: {' '.join(str(p) for p in problems)}")
+            code = "BAD_LANGUAGE" if field == "language" else "BAD_REQUEST"
+            return error_response(code, f"{field}: {' '.join(str(p) for p in problems)}")
         upload = form.validated_data.get("file")
         try:
             duration = check_upload(upload)
@@ -191,6 +192,8 @@ class SessionViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Retr
             Utterance.objects.select_related("speaker", "corrected_by")
             .filter(session=session, pk=int(utterance_id))
             .first()
+            if int(utterance_id) < 2**63  # (a bigger id overflows the database's integer)
+            else None
         )
         if utterance is None:
             return error_response("NOT_FOUND", "No such utterance.", status.HTTP_404_NOT_FOUND)
