@@ -13,6 +13,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from stt_engine.languages import normalize_language
 from stt_engine.load import usable_cores
 from transcribe_site.env import env_bool, env_choice, env_float, env_int, env_list, env_str
 
@@ -193,7 +194,9 @@ STT_BEAM_SIZE = env_int("STT_BEAM_SIZE", 5, minimum=1, maximum=10)
 # A final that starts this soon after the previous one continues it (its audio and words as
 # context). Off (0) by default: on the dev set it made finals slower and no more accurate.
 STT_CONTEXT_AFTER_PAUSE_S = env_float("STT_CONTEXT_AFTER_PAUSE_S", 0.0, minimum=0.0, maximum=60.0)
-STT_DEFAULT_LANGUAGE = env_str("STT_DEFAULT_LANGUAGE", "auto")
+STT_DEFAULT_LANGUAGE = normalize_language(env_str("STT_DEFAULT_LANGUAGE", "auto"))
+if STT_DEFAULT_LANGUAGE is None:
+    raise ImproperlyConfigured('STT_DEFAULT_LANGUAGE must be "auto" or one of Whisper\'s language codes.')
 STT_WARM_ENGINES = env_int("STT_WARM_ENGINES", 1, minimum=0, maximum=32)
 # An engine whose stream ended is reset and serves the next one; it is replaced after this many
 # streams or seconds (or when it crashed, or did not answer its reset).

@@ -63,6 +63,7 @@ def test_database_and_redis_urls_switch_to_the_scaled_mode():
         ({"DEBUG": "0"}, "SECRET_KEY must be set when DEBUG is off"),
         ({"REDIS_URL": "localhost:6379"}, "REDIS_URL='localhost:6379' must start with redis://"),
         ({"STT_DEVICE": "tpu"}, "STT_DEVICE='tpu' must be one of"),
+        ({"STT_DEFAULT_LANGUAGE": "eng"}, "STT_DEFAULT_LANGUAGE must be \"auto\" or one of Whisper's"),
     ],
 )
 def test_a_bad_value_stops_start_up_with_a_message_naming_the_variable(env, message):
