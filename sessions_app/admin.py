@@ -7,6 +7,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
+from sessions_app.actions import do_rotate_share_token, notify_access_changed
 from sessions_app.models import AudioRecording, BatchJob, SessionMember, TranscriptionSession, Utterance
 
 
@@ -57,6 +58,18 @@ class TranscriptionSessionAdmin(admin.ModelAdmin):
     autocomplete_fields = ["owner"]
     date_hierarchy = "created_at"
     inlines = [SessionMemberInline, AudioRecordingInline, UtteranceInline]
+    actions = ["new_share_link"]
+
+    @admin.action(description="Give a new share link (the old one stops working, its viewers are disconnected)")
+    def new_share_link(self, request, queryset) -> None:
+        for session in queryset:
+            do_rotate_share_token(session)
+        self.message_user(request, f"{len(queryset)} session(s) have a new share link.")
+
+    def save_related(self, request, form, formsets, change) -> None:
+        super().save_related(request, form, formsets, change)
+        if change:  # members removed or roles changed in the inline: their open sockets are checked again
+            notify_access_changed(form.instance.pk)
 
     def get_search_results(self, request, queryset, search_term):
         queryset, _ = super().get_search_results(request, queryset, search_term)

@@ -79,6 +79,12 @@ class _CaptionGroupMixin:
         await self.send_json(error_message(code, text, session_id=str(self.session_id)))
         await self.close(code=close_code)
 
+    async def access_changed(self, event: dict[str, Any]) -> None:
+        """The session's access changed (new share token, member removed): is this socket still allowed?"""
+        if not await self.still_allowed():
+            await self.leave_group()
+            await self.refuse(ErrorCode.ACCESS_REVOKED, "Your access to this session was revoked.", CloseCode.FORBIDDEN)
+
 
 class CaptionConsumer(_CaptionGroupMixin, AsyncWebsocketConsumer):
     """Read-only live captions for members and holders of the session's share token."""
@@ -86,7 +92,7 @@ class CaptionConsumer(_CaptionGroupMixin, AsyncWebsocketConsumer):
     async def connect(self) -> None:
         self.session_id = self.scope["url_route"]["kwargs"]["session_id"]
         query = parse_qs(self.scope.get("query_string", b"").decode())
-        token = (query.get("token") or [None])[0]
+        token = self.share_token = (query.get("token") or [None])[0]
         self.joined = False
         session = await _session_if_allowed(self.scope.get("user"), self.session_id, token, stream=False)
         await self.accept()
@@ -111,9 +117,17 @@ class CaptionConsumer(_CaptionGroupMixin, AsyncWebsocketConsumer):
             error_message(ErrorCode.READ_ONLY, "The captions endpoint is read-only.", session_id=str(self.session_id))
         )
 
-    async def disconnect(self, code: int) -> None:
+    async def still_allowed(self) -> bool:
+        user = self.scope.get("user")
+        return await _session_if_allowed(user, self.session_id, self.share_token, stream=False) is not None
+
+    async def leave_group(self) -> None:
         if self.joined:
+            self.joined = False
             await self.channel_layer.group_discard(session_group(self.session_id), self.channel_name)
+
+    async def disconnect(self, code: int) -> None:
+        await self.leave_group()
 
 
 class StreamConsumer(_CaptionGroupMixin, AsyncWebsocketConsumer):
@@ -200,6 +214,12 @@ class StreamConsumer(_CaptionGroupMixin, AsyncWebsocketConsumer):
             await handler(message)
         except ProtocolError as exc:
             await self._send_error(exc.code, exc.message)
+
+    async def still_allowed(self) -> bool:
+        return await _session_if_allowed(self.user, self.session_id, None, stream=True) is not None
+
+    async def leave_group(self) -> None:
+        """(A stream stays in its group until its clean-up: its last final still goes to everyone.)"""
 
     async def _on_ping(self, message: dict[str, Any]) -> None:
         await self.send_json({"type": "pong", "session_id": str(self.session_id)})

@@ -4,6 +4,7 @@ Close codes (sent after an ``stt_error`` that explains them):
 
 ====  ==================  ==========================================================
 4403  FORBIDDEN           not signed in, not a member, wrong role, no such session, bad share token
+4403  ACCESS_REVOKED      an open socket lost its right: share token rotated, member removed, role changed
 4408  IDLE_TIMEOUT        no message for ``STT_IDLE_TIMEOUT_S`` seconds
 4413  SESSION_TOO_LONG    the stream ran longer than ``STT_MAX_SESSION_S`` seconds
 4409  ALREADY_STREAMING   this user already streams in this session (one recording per speaker)
@@ -35,6 +36,7 @@ class ErrorCode:
     RATE_LIMITED = "RATE_LIMITED"  # audio much faster than real time; the frame was dropped
     READ_ONLY = "READ_ONLY"  # anything but ping on the captions endpoint
     FORBIDDEN = "FORBIDDEN"
+    ACCESS_REVOKED = "ACCESS_REVOKED"  # the share token was rotated or the member removed: closed with 4403
     TOO_MANY_STREAMS = "TOO_MANY_STREAMS"
     ALREADY_STREAMING = "ALREADY_STREAMING"
     ENGINE_UNAVAILABLE = "ENGINE_UNAVAILABLE"

@@ -5,6 +5,9 @@ from sessions_app import views
 urlpatterns = [
     path("", views.session_list, name="session-list"),
     path("sessions/<uuid:session_id>/members/", views.add_member, name="session-add-member"),
+    path("sessions/<uuid:session_id>/members/<str:username>/remove/", views.remove_member,
+         name="session-remove-member"),
+    path("sessions/<uuid:session_id>/share-link/", views.rotate_share_link, name="session-rotate-share-link"),
     path("sessions/<uuid:session_id>/close/", views.close_session, name="session-close"),
     path("sessions/<uuid:session_id>/live/", views.live_session, name="session-live"),
     path("sessions/<uuid:session_id>/transcript/", views.transcript, name="session-transcript"),

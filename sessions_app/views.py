@@ -38,10 +38,12 @@ def session_list(request: HttpRequest) -> HttpResponse:
     sessions = list(access.sessions_visible_to(request.user).select_related("owner"))
     for session in sessions:
         # Only the owner hands out the share link (the API shows the token to the owner alone).
-        session.caption_link = (
-            request.build_absolute_uri(caption_url(session, with_token=True))
-            if session.owner_id == request.user.pk
-            else ""
+        owner = session.owner_id == request.user.pk
+        session.caption_link = request.build_absolute_uri(caption_url(session, with_token=True)) if owner else ""
+        session.other_members = (
+            list(session.memberships.exclude(user_id=session.owner_id).select_related("user").order_by("user__username"))
+            if owner
+            else []
         )
     return render(
         request,
@@ -146,6 +148,26 @@ def add_member(request: HttpRequest, session_id) -> HttpResponse:
             messages.error(request, str(exc))
     else:
         messages.error(request, "Give a username and a role.")
+    return redirect("session-list")
+
+
+@login_required
+@require_POST
+def rotate_share_link(request: HttpRequest, session_id) -> HttpResponse:
+    session = access.access_session_as_owner(request.user, session_id)
+    actions.do_rotate_share_token(session)
+    messages.success(request, f"“{session.title}” has a new caption link; the old one no longer works.")
+    return redirect("session-list")
+
+
+@login_required
+@require_POST
+def remove_member(request: HttpRequest, session_id, username: str) -> HttpResponse:
+    session = access.access_session_as_owner(request.user, session_id)
+    if actions.do_remove_member(session, username):
+        messages.success(request, f"{username} was removed from “{session.title}”.")
+    else:
+        messages.error(request, f"{username} is not a member of “{session.title}”.")
     return redirect("session-list")
 
 

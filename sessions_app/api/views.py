@@ -15,7 +15,7 @@ from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
 
 from sessions_app import access, exports
-from sessions_app.actions import do_create_session
+from sessions_app.actions import do_create_session, do_remove_member, do_rotate_share_token
 from sessions_app.api.filters import BadFilterError, filter_utterances
 from sessions_app.api.serializers import (
     BatchJobCreateSerializer,
@@ -204,6 +204,22 @@ class SessionViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Retr
             form.is_valid(raise_exception=True)
             utterance.correct(form.validated_data["corrected_text"], request.user)
         return Response(UtteranceSerializer(utterance).data)
+
+    @extend_schema(request=None, responses={200: OpenApiTypes.OBJECT, 404: ErrorSerializer})
+    @action(detail=True, methods=["post"], url_path="share-token", url_name="share-token")
+    def share_token(self, request: Request, pk=None) -> Response:
+        """Owner only: a new share token; the old link stops working and its viewers are disconnected."""
+        session = access.access_session_as_owner(request.user, pk)
+        return Response({"share_token": do_rotate_share_token(session)})
+
+    @extend_schema(request=None, responses={204: None, 404: ErrorSerializer})
+    @action(detail=True, methods=["delete"], url_path=r"members/(?P<username>[^/]+)", url_name="member")
+    def member(self, request: Request, pk=None, username: str = "") -> Response:
+        """Owner only: remove a member (not the owner); their open sockets are closed."""
+        session = access.access_session_as_owner(request.user, pk)
+        if not do_remove_member(session, username):
+            return error_response("NOT_FOUND", f"{username!r} is not a member to remove.", status.HTTP_404_NOT_FOUND)
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(parameters=[FORMAT_PARAM], responses={(200, "text/plain"): OpenApiTypes.STR})
     @action(detail=True, methods=["get"], url_path="export", url_name="export",
