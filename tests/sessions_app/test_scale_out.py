@@ -115,3 +115,33 @@ def test_a_viewer_on_one_server_sees_the_finals_of_a_speaker_on_another(start_da
     assert speaker_finals
     assert [f["utterance_id"] for f in viewer_finals] == [f["utterance_id"] for f in speaker_finals]
     assert word_error_rate([clip.text], [" ".join(f["text"] for f in viewer_finals)]) <= 0.15
+
+
+def test_a_new_share_token_closes_its_viewers_on_another_server(start_daphne, redis_url, settings, user, make_session):
+    """The rotation happens in this process; the viewer's socket lives in a daphne: Redis carries it."""
+    from channels.layers import channel_layers
+
+    from sessions_app.actions import do_rotate_share_token
+
+    settings.CHANNEL_LAYERS = {"default": {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {"hosts": [{"address": redis_url, "socket_timeout": None}]},
+    }}  # fmt: skip
+    channel_layers.backends.clear()
+    session = make_session(user, title="Rotated", language="en")
+    port = start_daphne(warm_engines=0)
+
+    async def scenario() -> tuple[str, int | None]:
+        url = f"ws://127.0.0.1:{port}/ws/sessions/{session.id}/captions/?token={session.share_token}"
+        async with websockets.connect(url) as viewer:
+            assert json.loads(await viewer.recv())["type"] == "stt_viewing"
+            await asyncio.to_thread(do_rotate_share_token, session)
+            error = json.loads(await asyncio.wait_for(viewer.recv(), 10))
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                await asyncio.wait_for(viewer.recv(), 10)
+            return error["code"], closed.value.rcvd.code if closed.value.rcvd else None
+
+    try:
+        assert asyncio.run(scenario()) == ("ACCESS_REVOKED", 4403)
+    finally:
+        channel_layers.backends.clear()
