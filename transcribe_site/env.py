@@ -7,6 +7,7 @@ deployment is a clear start-up error naming the variable, never a silent default
 from __future__ import annotations
 
 import os
+import re
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -66,6 +67,27 @@ def env_list(name: str, default: list[str]) -> list[str]:
     if raw is None:
         return default
     return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def env_proxy_ssl_header(name: str) -> tuple[str, str] | None:
+    """``SECURE_PROXY_SSL_HEADER``: a request header and the value that means HTTPS (default ``https``).
+
+    ``HTTP_X_FORWARDED_PROTO``, ``X-Forwarded-Proto`` and ``X-Forwarded-Proto,https`` all give
+    ``("HTTP_X_FORWARDED_PROTO", "https")``; unset or empty gives ``None`` (no proxy is trusted).
+    """
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return None
+    header, _, value = (part.strip() for part in raw.partition(","))
+    meta = header.upper().replace("-", "_")
+    if not meta.startswith("HTTP_"):
+        meta = f"HTTP_{meta}"
+    if not re.fullmatch(r"HTTP_[A-Z0-9_]+", meta) or "," in value:
+        raise ImproperlyConfigured(
+            f"{name}={raw!r} is not a header name, optionally with the value that means HTTPS "
+            "(e.g. HTTP_X_FORWARDED_PROTO or X-Forwarded-Proto,https)."
+        )
+    return meta, value or "https"
 
 
 def _check_range(name: str, value: float, minimum: float | None, maximum: float | None) -> None:

@@ -15,7 +15,15 @@ from django.core.exceptions import ImproperlyConfigured
 
 from stt_engine.languages import normalize_language
 from stt_engine.load import usable_cores
-from transcribe_site.env import env_bool, env_choice, env_float, env_int, env_list, env_str
+from transcribe_site.env import (
+    env_bool,
+    env_choice,
+    env_float,
+    env_int,
+    env_list,
+    env_proxy_ssl_header,
+    env_str,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("VAR_DIR", str(BASE_DIR / "var")))
@@ -28,6 +36,41 @@ if not SECRET_KEY:
     SECRET_KEY = "insecure-development-key-only-for-debug-mode"
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "testserver"] if DEBUG else [])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+
+# HTTPS. With DEBUG off the site is taken to be served over HTTPS only (by daphne itself or by a
+# TLS proxy in front, which then needs SECURE_PROXY_SSL_HEADER): plain HTTP is redirected, HSTS is
+# sent for a year and the cookies are secure-only. With DEBUG on (the embedded mode, `make run` on
+# http://127.0.0.1:8000) all of it is off. Each one can be set by itself.
+_HTTPS_ONLY = not DEBUG
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", _HTTPS_ONLY)
+# Only behind a proxy that always sets (or overwrites) this header: a client could send it itself.
+SECURE_PROXY_SSL_HEADER = env_proxy_ssl_header("SECURE_PROXY_SSL_HEADER")
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 365 * 24 * 3600 if _HTTPS_ONLY else 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", _HTTPS_ONLY)
+# Asking for the browsers' preload list cannot be taken back quickly, so it is opt-in; not asking
+# is then a decision, and the deploy check's reminder of it (W021) is silenced.
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+SILENCED_SYSTEM_CHECKS = ["security.W021"] if SECURE_HSTS_SECONDS and not SECURE_HSTS_PRELOAD else []
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", _HTTPS_ONLY)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", _HTTPS_ONLY)
+
+# Content-Security-Policy of every HTML response (transcribe_site/security_headers.py), in debug
+# mode too. The pages load scripts, styles and the audio worklet from the site only; the live pages
+# open WebSockets to it and play recordings. Pages under /api/ (DRF's browsable API, Swagger UI)
+# get the second policy: they have inline styles and Swagger UI comes from the jsDelivr CDN
+# (drf-spectacular's default). An empty value sends no header.
+CONTENT_SECURITY_POLICY = env_str(
+    "CONTENT_SECURITY_POLICY",
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "media-src 'self' blob:; connect-src 'self' ws: wss:; "
+    "frame-ancestors 'none'; base-uri 'self'; form-action 'self'",
+)
+CONTENT_SECURITY_POLICY_API = env_str(
+    "CONTENT_SECURITY_POLICY_API",
+    "default-src 'self'; script-src 'self' https://cdn.jsdelivr.net; "
+    "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; img-src 'self' data: https://cdn.jsdelivr.net; "
+    "connect-src 'self'; frame-ancestors 'none'; base-uri 'self'; form-action 'self'",
+)
 
 INSTALLED_APPS = [
     "daphne",
@@ -46,6 +89,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "transcribe_site.security_headers.ContentSecurityPolicyMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",

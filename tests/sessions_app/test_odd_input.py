@@ -275,8 +275,11 @@ def test_the_caption_page_with_a_non_ascii_token_is_refused_not_a_500(client, us
 @pytest.mark.django_db
 @pytest.mark.parametrize("language", ["zz", "eng", "ñañ", "en-US"])
 def test_an_upload_or_a_session_in_an_unknown_language_is_refused_with_bad_language(language, user):
+    from django.core.cache import cache
+
     from tests.sessions_app.test_api_jobs import _wav
 
+    cache.clear()  # (the upload throttle's history)
     api = _api(user)
     response = api.post("/api/jobs/", {"file": _wav(), "language": language}, format="multipart")
     assert response.status_code == 400 and response.json()["code"] == "BAD_LANGUAGE", response.json()

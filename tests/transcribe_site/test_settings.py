@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import subprocess
 import sys
 from pathlib import Path
@@ -20,13 +21,34 @@ _PRINT = (
     "'preroll': settings.STT_PRE_ROLL_S, 'debug': settings.DEBUG, 'hosts': settings.ALLOWED_HOSTS}))"
 )
 _MODE_VARIABLES = ("DATABASE_URL", "REDIS_URL", "DEBUG", "SECRET_KEY", "ALLOWED_HOSTS")
+_SECURITY_PREFIXES = ("SECURE_", "SESSION_COOKIE_", "CSRF_COOKIE_", "CONTENT_SECURITY_POLICY")
+
+
+def _clean_environment(env: dict[str, str]) -> dict[str, str]:
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in _MODE_VARIABLES and not k.startswith(("STT_", *_SECURITY_PREFIXES))
+    }
+    clean.update(env, DJANGO_SETTINGS_MODULE="transcribe_site.settings")
+    return clean
 
 
 def read_settings(*, code: str = _PRINT, **env: str) -> subprocess.CompletedProcess:
-    clean = {k: v for k, v in os.environ.items() if k not in _MODE_VARIABLES and not k.startswith("STT_")}
-    clean.update(env, DJANGO_SETTINGS_MODULE="transcribe_site.settings")
     return subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, env=clean, capture_output=True, text=True, timeout=60
+        [sys.executable, "-c", code], cwd=ROOT, env=_clean_environment(env), capture_output=True, text=True,
+        timeout=60,
+    )
+
+
+def production_env(**extra: str) -> dict[str, str]:
+    return {"DEBUG": "false", "SECRET_KEY": secrets.token_urlsafe(50), "ALLOWED_HOSTS": "example.com", **extra}
+
+
+def deploy_check(**env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT, env=_clean_environment(env), capture_output=True, text=True, timeout=120,
     )
 
 
@@ -92,3 +114,81 @@ def test_the_server_admits_two_live_streams_per_core_it_may_use(cores, expected)
     assert result.returncode == 0, result.stderr
     assert int(result.stdout) == (expected or 2 * len(os.sched_getaffinity(0)))
     assert read_settings(code=code, STT_MAX_STREAMS_PER_SERVER="9").stdout.strip() == "9"
+
+
+_PRINT_HTTPS = (
+    "import json, django; from django.conf import settings as s; "
+    "print(json.dumps({'redirect': s.SECURE_SSL_REDIRECT, 'proxy': s.SECURE_PROXY_SSL_HEADER, "
+    "'hsts': s.SECURE_HSTS_SECONDS, 'subdomains': s.SECURE_HSTS_INCLUDE_SUBDOMAINS, "
+    "'preload': s.SECURE_HSTS_PRELOAD, 'session_cookie': s.SESSION_COOKIE_SECURE, "
+    "'csrf_cookie': s.CSRF_COOKIE_SECURE}))"
+)
+
+
+def test_production_assumes_https_and_the_embedded_mode_plain_http():
+    embedded = read_settings(code=_PRINT_HTTPS)
+    assert embedded.returncode == 0, embedded.stderr
+    assert json.loads(embedded.stdout) == {
+        "redirect": False, "proxy": None, "hsts": 0, "subdomains": False, "preload": False,
+        "session_cookie": False, "csrf_cookie": False,
+    }
+    production = read_settings(code=_PRINT_HTTPS, **production_env())
+    assert production.returncode == 0, production.stderr
+    assert json.loads(production.stdout) == {
+        "redirect": True, "proxy": None, "hsts": 365 * 24 * 3600, "subdomains": True, "preload": False,
+        "session_cookie": True, "csrf_cookie": True,
+    }
+
+
+def test_each_https_setting_can_be_set_from_the_environment():
+    result = read_settings(
+        code=_PRINT_HTTPS,
+        **production_env(
+            SECURE_SSL_REDIRECT="false", SECURE_PROXY_SSL_HEADER="HTTP_X_FORWARDED_PROTO", SECURE_HSTS_SECONDS="600",
+            SECURE_HSTS_INCLUDE_SUBDOMAINS="no", SECURE_HSTS_PRELOAD="yes", SESSION_COOKIE_SECURE="0",
+            CSRF_COOKIE_SECURE="off",
+        ),
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {
+        "redirect": False, "proxy": ["HTTP_X_FORWARDED_PROTO", "https"], "hsts": 600, "subdomains": False,
+        "preload": True, "session_cookie": False, "csrf_cookie": False,
+    }
+    dev = read_settings(code=_PRINT_HTTPS, SECURE_SSL_REDIRECT="1", SESSION_COOKIE_SECURE="1")
+    values = json.loads(dev.stdout)
+    assert values["redirect"] is True and values["session_cookie"] is True and values["hsts"] == 0
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [("X-Forwarded-Proto", ["HTTP_X_FORWARDED_PROTO", "https"]), ("HTTP_X_SCHEME, on", ["HTTP_X_SCHEME", "on"])],
+)
+def test_the_proxy_header_is_read_as_a_header_name_and_its_https_value(raw, expected):
+    code = "import json, django; from django.conf import settings; print(json.dumps(settings.SECURE_PROXY_SSL_HEADER))"
+    result = read_settings(code=code, SECURE_PROXY_SSL_HEADER=raw)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == expected
+
+
+def test_a_bad_proxy_header_stops_start_up():
+    result = read_settings(SECURE_PROXY_SSL_HEADER="X Forwarded Proto")
+    assert result.returncode != 0
+    assert "SECURE_PROXY_SSL_HEADER='X Forwarded Proto' is not a header name" in result.stderr
+
+
+def test_the_deploy_check_is_clean_in_production():
+    result = deploy_check(**production_env())
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "System check identified no issues" in result.stdout
+    assert "WARNING" not in result.stdout + result.stderr
+
+
+def test_the_deploy_check_fails_when_the_production_defaults_are_turned_off():
+    off = {"SECURE_SSL_REDIRECT": "false", "SECURE_HSTS_INCLUDE_SUBDOMAINS": "false", "SESSION_COOKIE_SECURE": "false",
+           "CSRF_COOKIE_SECURE": "false"}
+    result = deploy_check(**production_env(**off))
+    assert result.returncode != 0
+    for check_id in ("security.W008", "security.W005", "security.W012", "security.W016"):
+        assert check_id in result.stderr
+    no_hsts = deploy_check(**production_env(SECURE_HSTS_SECONDS="0"))
+    assert no_hsts.returncode != 0 and "security.W004" in no_hsts.stderr
