@@ -1,6 +1,6 @@
 // The caption viewer: read-only live captions, large text, adjustable size.
 
-import { closeText, errorText } from "./errors.js";
+import { CLOSING_ERRORS, closeText, errorText } from "./errors.js";
 import { LiveTranscript, followScrolling } from "./lines.js";
 import { pageConfig, showProblem } from "./page.js";
 import { ReconnectingSocket, wsUrl } from "./socket.js";
@@ -41,6 +41,7 @@ function setBanner(text) {
   banner.hidden = !text;
 }
 
+let lastErrorCode = "";
 const query = config.token ? `?token=${encodeURIComponent(config.token)}` : "";
 new ReconnectingSocket(wsUrl(`/ws/sessions/${config.sessionId}/captions/${query}`), {
   onOpen() {
@@ -49,11 +50,13 @@ new ReconnectingSocket(wsUrl(`/ws/sessions/${config.sessionId}/captions/${query}
   },
   onMessage(message) {
     if (transcript.handle(message)) return;
-    if (message.type === "stt_error") showProblem($("problems"), errorText(message.code, message.error));
+    if (message.type !== "stt_error") return;
+    lastErrorCode = message.code;
+    if (!CLOSING_ERRORS.has(message.code)) showProblem($("problems"), errorText(message.code, message.error));
   },
   onClose(code, willRetry) {
     $("live-dot").dataset.live = "false";
-    if (!willRetry) setBanner(closeText(code) || "The connection was closed.");
+    if (!willRetry) setBanner(closeText(code, lastErrorCode) || "The connection was closed.");
   },
   onReconnecting(delayMs) {
     setBanner(`Connection lost. Reconnecting in ${Math.ceil(delayMs / 1000)} s…`);

@@ -11,6 +11,7 @@ const ERROR_TEXT = {
   RATE_LIMITED: "Audio arrived faster than real time; some of it was dropped.",
   READ_ONLY: "This caption view is read-only.",
   FORBIDDEN: "You may not do that in this session (not a speaker, or the session is closed).",
+  ACCESS_REVOKED: "Your access was withdrawn: the owner renewed this link or changed who may join.",
   TOO_MANY_STREAMS: "Too many live streams right now; try again in a moment.",
   ENGINE_UNAVAILABLE: "The speech engine is not available right now; try again shortly.",
   ENGINE_CRASHED: "The speech engine crashed; a fresh one has taken over.",
@@ -35,6 +36,10 @@ export function errorText(code, serverText) {
   return known || serverText || `Error ${code}`;
 }
 
-export function closeText(code) {
+// Codes that end the connection: the banner of its close says it, not a second message.
+export const CLOSING_ERRORS = new Set(["ACCESS_REVOKED"]);
+
+export function closeText(code, lastErrorCode = "") {
+  if (code === 4403 && CLOSING_ERRORS.has(lastErrorCode)) return ERROR_TEXT[lastErrorCode];
   return CLOSE_TEXT[code] || "";
 }

@@ -1,6 +1,6 @@
 // The live session page: stream the microphone, show everyone's partials and finals.
 
-import { closeText, errorText } from "./errors.js";
+import { CLOSING_ERRORS, closeText, errorText } from "./errors.js";
 import { LiveTranscript, followScrolling } from "./lines.js";
 import { MicCapture, MicError } from "./mic.js";
 import { pageConfig, showProblem } from "./page.js";
@@ -37,6 +37,7 @@ let startSent = false; // stt_start was sent on the current connection
 let listening = false; // the server answered stt_listening
 let queued = [];
 let releaseTimer = null;
+let lastErrorCode = "";
 
 const mic = new MicCapture({
   onFrame: (pcm) => {
@@ -74,7 +75,7 @@ const socket = new ReconnectingSocket(wsUrl(streamPath), {
     startSent = false;
     listening = false;
     setState("offline");
-    if (!willRetry) setBanner(closeText(code) || "The connection was closed.");
+    if (!willRetry) setBanner(closeText(code, lastErrorCode) || "The connection was closed.");
   },
   onReconnecting(delayMs) {
     setBanner(`Connection lost. Reconnecting in ${Math.ceil(delayMs / 1000)} s…`);
@@ -95,7 +96,8 @@ function handleMessage(message) {
       if (mine) setState(message.state);
       break;
     case "stt_error":
-      if (mine) showProblem(ui.problems, errorText(message.code, message.error));
+      if (mine) lastErrorCode = message.code;
+      if (mine && !CLOSING_ERRORS.has(message.code)) showProblem(ui.problems, errorText(message.code, message.error));
       if (message.code === "ENGINE_UNAVAILABLE") {
         startSent = false; // the server did not start this stream
         stopMic();
