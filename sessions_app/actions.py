@@ -47,6 +47,8 @@ def do_remove_member(session: TranscriptionSession, username: str) -> bool:
 
     Returns whether there was such a member.
     """
+    if "\x00" in username:  # (no such user; PostgreSQL would refuse the query)
+        return False
     memberships = SessionMember.objects.filter(session=session, user__username=username)
     removed, _ = memberships.exclude(user_id=session.owner_id).delete()
     if removed:

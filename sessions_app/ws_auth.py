@@ -11,6 +11,8 @@ from channels.middleware import BaseMiddleware
 from channels.security.websocket import OriginValidator
 from django.conf import settings
 
+from sessions_app.api.authentication import is_plausible_token_key
+
 
 @database_sync_to_async
 def _user_for_token(key: str):
@@ -25,7 +27,7 @@ class TokenAuthMiddleware(BaseMiddleware):
         headers = dict(scope.get("headers") or [])
         authorization = headers.get(b"authorization", b"").decode("latin-1")
         scheme, _, key = authorization.partition(" ")
-        if scheme.lower() == "token" and key.strip():
+        if scheme.lower() == "token" and is_plausible_token_key(key.strip()):
             user = await _user_for_token(key.strip())
             if user is not None:
                 scope = dict(scope, user=user)

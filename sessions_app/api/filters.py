@@ -25,6 +25,8 @@ def _seconds(params: Mapping[str, str], name: str) -> float | None:
 
 def filter_utterances(queryset: QuerySet[Utterance], params: Mapping[str, str]) -> QuerySet[Utterance]:
     """Apply ``speaker`` (username or id), ``start_after``, ``end_before`` and ``search``."""
+    if any("\x00" in str(value) for value in params.values()):  # (PostgreSQL refuses NUL in text)
+        raise BadFilterError("Filters may not contain NUL characters.")
     speaker = (params.get("speaker") or "").strip()
     if speaker:
         by_name = Q(speaker__username=speaker)

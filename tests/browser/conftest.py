@@ -195,6 +195,20 @@ def screenshot():
     return take
 
 
+def wait_until(page, expression: str, timeout: float = 30_000) -> None:
+    """Wait until ``expression`` is truthy in the page.
+
+    Playwright's ``wait_for_function`` polls through ``eval`` in the page, which the site's
+    Content-Security-Policy forbids (``script-src 'self'``); ``evaluate`` goes through the
+    DevTools protocol, which the policy does not govern, so the tests keep the real policy.
+    """
+    deadline = time.monotonic() + timeout / 1000
+    while not page.evaluate(expression):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not true within {timeout / 1000:.0f} s: {expression}")
+        time.sleep(0.1)
+
+
 def sign_in(page, site: Site, username: str, password: str = PASSWORD) -> None:
     page.goto(f"{site.url}/accounts/login/")
     page.get_by_label("Username").fill(username)

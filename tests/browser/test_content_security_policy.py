@@ -14,7 +14,7 @@ import soundfile
 from playwright.sync_api import expect
 
 from sessions_app.models import AudioRecording
-from tests.browser.conftest import PASSWORD, sign_in
+from tests.browser.conftest import PASSWORD, sign_in, wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -62,12 +62,12 @@ def test_the_pages_run_under_the_content_security_policy(site, browser, make_use
         visit(f"/sessions/{session.pk}/live/")
         page.get_by_role("button", name="Start microphone").click()
         expect(page.locator("#stt-state")).to_have_text("Listening", timeout=60_000)
-        page.wait_for_function("document.getElementById('mic-level').value > 0", timeout=30_000)
+        wait_until(page, "document.getElementById('mic-level').value > 0", timeout=30_000)
         page.get_by_role("button", name="Stop microphone").click()
         assert not problems, problems
 
         visit(f"/sessions/{session.pk}/transcript/")
-        page.wait_for_function("document.querySelector('audio').readyState >= 1", timeout=30_000)
+        wait_until(page, "document.querySelector('audio').readyState >= 1", timeout=30_000)
         # 1 s made here, plus what the microphone appended to this speaker's recording on the live page
         assert page.locator("audio").evaluate("a => a.duration") >= 1.0
         # The site's stylesheet applies (a style-src that refused it would leave the browser's defaults).

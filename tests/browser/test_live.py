@@ -8,7 +8,7 @@ import time
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.conftest import PASSWORD, sign_in
+from tests.browser.conftest import PASSWORD, sign_in, wait_until
 from tests.speech import word_error_rate
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -66,10 +66,10 @@ def test_a_speaker_streams_a_viewer_follows_and_the_transcript_plays_from_a_word
         page.evaluate(SAW_PARTIAL)
         page.get_by_role("button", name="Start microphone").click()
         expect(page.locator("#mic-toggle")).to_have_attribute("aria-pressed", "true")
-        page.wait_for_function("window.sawPartial === true", timeout=90_000)
+        wait_until(page, "window.sawPartial === true", timeout=90_000)
         screenshot(page, "live-partial")
         # The meter follows the voice, so it reads 0 between words: wait for it to move.
-        page.wait_for_function("document.getElementById('mic-level').value > 0", timeout=10_000)
+        wait_until(page, "document.getElementById('mic-level').value > 0", timeout=10_000)
 
         finals = _wait_for_clip_finals(page, speech_clip)
         page.get_by_role("button", name="Stop microphone").click()

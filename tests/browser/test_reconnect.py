@@ -7,7 +7,7 @@ import pytest
 from playwright.sync_api import expect
 
 from sessions_app.models import new_share_token
-from tests.browser.conftest import PASSWORD, sign_in
+from tests.browser.conftest import PASSWORD, sign_in, wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -71,7 +71,7 @@ def test_a_speaker_stream_resumes_after_the_connection_drops(site, context, make
     # page keeps retrying until the server takes the speaker's stream again.
     expect(page.locator("#connection-banner")).to_be_hidden(timeout=60_000)
     expect(page.locator("#mic-toggle")).to_have_attribute("aria-pressed", "true")
-    page.wait_for_function("window.sentTypes.filter((t) => t === 'stt_start').length >= 2", timeout=30_000)
+    wait_until(page, "window.sentTypes.filter((t) => t === 'stt_start').length >= 2", timeout=30_000)
     # The resumed stream is transcribed: a final arrives over the new connection.
     finals_before = page.locator("#finals .final").count()
     expect(page.locator("#finals .final")).not_to_have_count(finals_before, timeout=90_000)

@@ -245,6 +245,8 @@ def _api(user) -> APIClient:
     ("/api/sessions/{id}/utterances/?speaker=%C2%B2", 200),
     ("/api/sessions/{id}/utterances/?speaker=99999999999999999999999", 200),
     ("/api/sessions/{id}/utterances/?start_after=abc", 400),
+    ("/api/sessions/{id}/utterances/?speaker=a%00b", 400),  # (PostgreSQL refuses NUL in text)
+    ("/api/sessions/{id}/utterances/?search=%00", 400),
     ("/api/sessions/not-a-uuid/", 404),
     ("/api/sessions/not-a-uuid/utterances/", 404),
     ("/api/sessions/{id}/utterances/99999999999999999999999/", 404),
@@ -351,3 +353,29 @@ def test_frames_above_daphnes_limit_close_with_1009_and_the_server_keeps_serving
     assert asyncio.run(close_code_after(b"\x01" * (3 * 512 * 1024))) == 1009  # a 1.5 MiB binary frame
     assert asyncio.run(close_code_after("x" * (2 * 1024 * 1024))) == 1009  # a 2 MiB text frame
     assert asyncio.run(still_serving()) == "pong"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("key", ["ab\x00cd", "ñañ", "x" * 500, "0123456789abcdef0123456789abcdef0123456z"])
+def test_a_malformed_api_token_is_a_401_not_a_500(key, user, make_session):
+    response = APIClient().get("/api/sessions/", HTTP_AUTHORIZATION=f"Token {key}")
+    assert response.status_code == 401 and response.json()["code"] == "NOT_AUTHENTICATED", response.content[:200]
+    session = make_session(user, "Mine")
+    owner = _api(user)
+    assert owner.delete(f"/api/sessions/{session.id}/members/a%00b/").status_code == 404
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.asyncio
+@pytest.mark.usefixtures("live_settings")
+@pytest.mark.parametrize("key", [b"ab\x00cd", "ñañ".encode("latin-1"), b"x" * 500])
+async def test_a_malformed_api_token_on_the_socket_is_refused_with_4403(key, live_session):
+    from channels.testing import WebsocketCommunicator
+
+    from transcribe_site.asgi import application
+
+    headers = [(b"origin", b"http://testserver"), (b"authorization", b"Token " + key)]
+    speaker = WebsocketCommunicator(application, f"/ws/sessions/{live_session.id}/stream/", headers=headers)
+    assert (await speaker.connect(timeout=10))[0]
+    assert json.loads(await speaker.receive_from(timeout=10))["code"] == "FORBIDDEN"
+    assert (await speaker.receive_output(timeout=5)) == {"type": "websocket.close", "code": CloseCode.FORBIDDEN}
