@@ -36,6 +36,14 @@ from tests.sessions_app.live_helpers import (
 ROOT = Path(__file__).resolve().parents[2]
 ODD_LANGUAGES = [0, [], {}, False, "", "zz", "eng", "ñañ", "en-US", True, 3.5]
 
+def socket_test(test):
+    """A test of the sockets through the real router: its own event loop, committed rows, live settings."""
+    for mark in (pytest.mark.usefixtures("live_settings"), pytest.mark.asyncio,
+                 pytest.mark.django_db(transaction=True)):
+        test = mark(test)
+    return test
+
+
 def _deeply_nested(depth: int) -> str:
     return '{"type": "ping", "x": ' + "[" * depth + "]" * depth + "}"
 
@@ -56,9 +64,7 @@ async def _expect_error_and_survive(communicator, code: str, session_id) -> dict
 # --- WebSocket frames ------------------------------------------------------------------------------
 
 
-@pytest.mark.django_db(transaction=True)
-@pytest.mark.asyncio
-@pytest.mark.usefixtures("live_settings")
+@socket_test
 @pytest.mark.parametrize("endpoint", ["stream", "captions"])
 async def test_frames_the_parser_cannot_take_get_bad_message(endpoint, live_session, speaker_token, caplog):
     communicator = (
@@ -79,9 +85,7 @@ async def test_frames_the_parser_cannot_take_get_bad_message(endpoint, live_sess
     assert _problems(caplog.records) == []
 
 
-@pytest.mark.django_db(transaction=True)
-@pytest.mark.asyncio
-@pytest.mark.usefixtures("live_settings")
+@socket_test
 async def test_a_big_binary_frame_on_an_unstarted_stream_gets_not_started(live_session, speaker_token):
     speaker = stream_communicator(live_session.id, token=speaker_token)
     assert (await speaker.connect(timeout=10))[0]
@@ -90,9 +94,7 @@ async def test_a_big_binary_frame_on_an_unstarted_stream_gets_not_started(live_s
     await speaker.disconnect()
 
 
-@pytest.mark.django_db(transaction=True)
-@pytest.mark.asyncio
-@pytest.mark.usefixtures("live_settings")
+@socket_test
 @pytest.mark.parametrize("token", ["ñañ", "\u00b2" * 43, "tok\u0000en", "😀" * 10])
 async def test_a_share_token_with_non_ascii_characters_is_refused_with_4403(token, live_session):
     from urllib.parse import quote
@@ -104,9 +106,7 @@ async def test_a_share_token_with_non_ascii_characters_is_refused_with_4403(toke
     assert (await viewer.receive_output(timeout=5)) == {"type": "websocket.close", "code": CloseCode.FORBIDDEN}
 
 
-@pytest.mark.django_db(transaction=True)
-@pytest.mark.asyncio
-@pytest.mark.usefixtures("live_settings")
+@socket_test
 async def test_an_invalid_language_is_refused_at_start_and_a_valid_start_still_works(live_session, speaker_token):
     speaker = stream_communicator(live_session.id, token=speaker_token)
     assert (await speaker.connect(timeout=10))[0]
@@ -193,9 +193,7 @@ async def _drain(communicator) -> list[dict]:
     return out
 
 
-@pytest.mark.django_db(transaction=True)
-@pytest.mark.asyncio
-@pytest.mark.usefixtures("live_settings")
+@socket_test
 @pytest.mark.parametrize("endpoint, frames", [("stream", 2500), ("captions", 800)])
 async def test_a_seeded_fuzz_run_gets_coded_answers_only(endpoint, frames, live_session, speaker_token, caplog):
     caplog.set_level(logging.WARNING)
@@ -365,9 +363,7 @@ def test_a_malformed_api_token_is_a_401_not_a_500(key, user, make_session):
     assert owner.delete(f"/api/sessions/{session.id}/members/a%00b/").status_code == 404
 
 
-@pytest.mark.django_db(transaction=True)
-@pytest.mark.asyncio
-@pytest.mark.usefixtures("live_settings")
+@socket_test
 @pytest.mark.parametrize("key", [b"ab\x00cd", "ñañ".encode("latin-1"), b"x" * 500])
 async def test_a_malformed_api_token_on_the_socket_is_refused_with_4403(key, live_session):
     from channels.testing import WebsocketCommunicator
