@@ -50,9 +50,8 @@ def do_remove_member(session: TranscriptionSession, username: str) -> bool:
     if "\x00" in username:  # (no such user; PostgreSQL would refuse the query)
         return False
     memberships = SessionMember.objects.filter(session=session, user__username=username)
+    # (the post_delete receiver in signals.py tells the session's sockets, after the commit)
     removed, _ = memberships.exclude(user_id=session.owner_id).delete()
-    if removed:
-        notify_access_changed(session.pk)
     return bool(removed)
 
 

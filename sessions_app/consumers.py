@@ -69,6 +69,8 @@ def _session_if_allowed(user, session_id, share_token: str | None, *, stream: bo
 
 
 class _CaptionGroupMixin:
+    revoked = False  # closed out by access_changed
+
     async def caption_event(self, event: dict[str, Any]) -> None:
         await self.send(text_data=json.dumps(event["message"]))
 
@@ -81,7 +83,10 @@ class _CaptionGroupMixin:
 
     async def access_changed(self, event: dict[str, Any]) -> None:
         """The session's access changed (new share token, member removed): is this socket still allowed?"""
+        if self.revoked:  # (one change may send several notices, e.g. an admin save and the deletion it made)
+            return
         if not await self.still_allowed():
+            self.revoked = True
             await self.leave_group()
             await self.refuse(ErrorCode.ACCESS_REVOKED, "Your access to this session was revoked.", CloseCode.FORBIDDEN)
 
@@ -191,6 +196,8 @@ class StreamConsumer(_CaptionGroupMixin, AsyncWebsocketConsumer):
         await self.channel_layer.group_add(self.group, self.channel_name)
         self.feeder = asyncio.create_task(self._feed_engine())
         self.tasks.append(asyncio.create_task(self._watch_time_limits()))
+        # A change of access while this connection waited for its slot sent its notice before the join.
+        await self.access_changed({"type": "access.changed"})
 
     # --- client messages -------------------------------------------------------------
 
