@@ -225,21 +225,27 @@ async def test_a_speaker_made_viewer_while_waiting_for_a_stream_slot_is_not_let_
     await waiting.disconnect()
 
 
-@pytest.mark.django_db(transaction=True)
-@pytest.mark.asyncio
-@pytest.mark.usefixtures("live_settings")
-async def test_revoking_in_admin_closes_the_sockets_once(live_session, make_user):
+async def _admin_and_a_member_watching(session, make_user):
+    """A signed-in superuser's client, and the viewer "vera" with her caption socket open."""
     root = await database_sync_to_async(make_user)("root", is_staff=True, is_superuser=True)
     admin = Client()
     await database_sync_to_async(admin.force_login)(root)
     member = await database_sync_to_async(make_user)("vera")
-    await database_sync_to_async(do_add_member)(live_session, "vera", "viewer")
-    by_link = caption_communicator(live_session.id, token=live_session.share_token)
-    by_membership = caption_communicator(
-        live_session.id, api_token=(await database_sync_to_async(Token.objects.create)(user=member)).key
+    await database_sync_to_async(do_add_member)(session, "vera", "viewer")
+    socket = caption_communicator(
+        session.id, api_token=(await database_sync_to_async(Token.objects.create)(user=member)).key
     )
+    await _connected_viewer(socket)
+    return admin, member, socket
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.asyncio
+@pytest.mark.usefixtures("live_settings")
+async def test_revoking_in_admin_closes_the_sockets_once(live_session, make_user):
+    admin, member, by_membership = await _admin_and_a_member_watching(live_session, make_user)
+    by_link = caption_communicator(live_session.id, token=live_session.share_token)
     await _connected_viewer(by_link)
-    await _connected_viewer(by_membership)
 
     changelist = reverse("admin:sessions_app_transcriptionsession_changelist")
     response = await database_sync_to_async(admin.post)(
@@ -269,15 +275,7 @@ async def test_revoking_in_admin_closes_the_sockets_once(live_session, make_user
 @pytest.mark.asyncio
 @pytest.mark.usefixtures("live_settings")
 async def test_a_user_deleted_in_admin_loses_their_caption_socket(live_session, make_user):
-    root = await database_sync_to_async(make_user)("root", is_staff=True, is_superuser=True)
-    admin = Client()
-    await database_sync_to_async(admin.force_login)(root)
-    member = await database_sync_to_async(make_user)("vera")
-    await database_sync_to_async(do_add_member)(live_session, "vera", "viewer")
-    socket = caption_communicator(
-        live_session.id, api_token=(await database_sync_to_async(Token.objects.create)(user=member)).key
-    )
-    await _connected_viewer(socket)
+    admin, member, socket = await _admin_and_a_member_watching(live_session, make_user)
 
     user_admin = reverse("admin:auth_user_delete", args=[member.pk])
     assert (await database_sync_to_async(admin.post)(user_admin, {"post": "yes"})).status_code == 302
