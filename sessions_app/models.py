@@ -21,6 +21,14 @@ class TranscriptionSession(models.Model):
         ACTIVE = "active", "Active"
         CLOSED = "closed", "Closed"
 
+    class TranscriptState(models.TextChoices):
+        """Where the meeting record stands: live text, the post-session pass running, done, or failed."""
+
+        LIVE = "live", "Live"
+        REFINING = "refining", "Refining"
+        FINAL = "final", "Final"
+        FAILED = "failed", "Failed"
+
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     title = models.CharField(max_length=200)
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="owned_sessions")
@@ -32,6 +40,13 @@ class TranscriptionSession(models.Model):
     share_token = models.CharField(max_length=64, unique=True, default=new_share_token, editable=False)
     created_at = models.DateTimeField(default=timezone.now)
     ended_at = models.DateTimeField(null=True, blank=True)
+    transcript_state = models.CharField(max_length=10, choices=TranscriptState.choices, default=TranscriptState.LIVE)
+    refine_progress = models.PositiveSmallIntegerField(default=0, help_text="Post-session pass, 0 to 100.")
+    refine_error_code = models.CharField(max_length=40, blank=True)
+    refine_error = models.TextField(blank=True)
+    refined_at = models.DateTimeField(null=True, blank=True, help_text="When the post-session pass finished.")
+    streams_open = models.PositiveIntegerField(default=0, help_text="Live streams not yet finished (all servers).")
+    last_stream_at = models.DateTimeField(null=True, blank=True, help_text="When a stream last started or ended.")
 
     class Meta:
         ordering = ["-created_at"]
@@ -74,8 +89,25 @@ class SessionMember(models.Model):
         return f"{self.user} ({self.role}) in {self.session}"
 
 
+class UtteranceQuerySet(models.QuerySet):
+    def current(self) -> UtteranceQuerySet:
+        """The current transcript: the latest version of every utterance, in spoken order."""
+        return self.filter(superseded_by__isnull=True).order_by("spoken_at", "start_s", "sequence")
+
+
 class Utterance(models.Model):
-    """One finished utterance of one speaker; times are on that speaker's stream clock."""
+    """One utterance of one speaker; times are on that speaker's recording clock.
+
+    Every version is kept: a live final (``source=live``) is superseded by the refined decode
+    of its turn (``refined``), and that by the post-session pass (``archive``). A superseded
+    row points at the row that replaced it (``superseded_by``); the current transcript is the
+    rows that point nowhere (``Utterance.objects.current()``).
+    """
+
+    class Source(models.TextChoices):
+        LIVE = "live", "Live final"
+        REFINED = "refined", "Refined turn"
+        ARCHIVE = "archive", "Post-session pass"
 
     session = models.ForeignKey(TranscriptionSession, on_delete=models.CASCADE, related_name="utterances")
     speaker = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="utterances")
@@ -93,6 +125,18 @@ class Utterance(models.Model):
     )
     corrected_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
+    source = models.CharField(max_length=10, choices=Source.choices, default=Source.LIVE)
+    stream_id = models.CharField(max_length=32, blank=True, help_text="The connection that streamed it.")
+    spoken_at = models.DateTimeField(
+        null=True, blank=True, help_text="Wall-clock time its speech began; orders speakers against each other."
+    )
+    superseded_by = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="supersedes",
+        help_text="The later version that replaced this one; empty while it is current.",
+    )
+    superseded_at = models.DateTimeField(null=True, blank=True)
+
+    objects = UtteranceQuerySet.as_manager()
 
     class Meta:
         ordering = ["session", "sequence"]
@@ -103,10 +147,15 @@ class Utterance(models.Model):
         indexes = [
             models.Index(fields=["session", "start_s"]),
             models.Index(fields=["session", "speaker", "start_s"]),
+            models.Index(fields=["session", "superseded_by", "spoken_at"]),
         ]
 
     def __str__(self) -> str:
         return self.display_text[:80]
+
+    @property
+    def is_current(self) -> bool:
+        return self.superseded_by_id is None
 
     @property
     def display_text(self) -> str:

@@ -1,0 +1,1 @@
+"""The meeting record: versions of the transcript (live, refined, archive), turns, the post-session pass."""
