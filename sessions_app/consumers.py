@@ -21,10 +21,13 @@ from urllib.parse import parse_qs
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
+from django.db.models import F
+from django.db.models.functions import Greatest
+from django.utils import timezone
 
 from sessions_app import access
 from sessions_app.engine_hosting import acquire_engine, engine_returning, release_engine
-from sessions_app.live_transcripts import do_save_final, utterance_message
+from sessions_app.live_transcripts import do_save_final, do_save_revision, revision_message, utterance_message
 from sessions_app.models import TranscriptionSession
 from sessions_app.protocol import (
     CloseCode,
@@ -53,10 +56,30 @@ class _EngineStream:
     idle: asyncio.Event = field(default_factory=asyncio.Event)  # its last event (after stop) was relayed
     relay: asyncio.Task | None = None
     released: bool = False  # given back to the pool
+    stream_number: int = 0  # which stt_start of the connection it serves
+    saved: dict[int, int] = field(default_factory=dict)  # engine utterance_index -> Utterance id (for revisions)
 
 
 def session_group(session_id) -> str:
     return f"session-{session_id}"
+
+
+@database_sync_to_async
+def _count_stream(session_id, change: int) -> int:
+    """Count a stream of the session in (+1) or out (-1); returns how many are still open.
+
+    Kept in the database so that every server process and the post-session pass see it.
+    """
+    TranscriptionSession.objects.filter(pk=session_id).update(
+        streams_open=Greatest(F("streams_open") + change, 0), last_stream_at=timezone.now()
+    )
+    return TranscriptionSession.objects.filter(pk=session_id).values_list("streams_open", flat=True).first() or 0
+
+
+def _schedule_auto_end(session_id) -> None:
+    from sessions_app.meeting_record.post_session import schedule_auto_end
+
+    schedule_auto_end(session_id)
 
 
 @database_sync_to_async
@@ -73,6 +96,10 @@ class _CaptionGroupMixin:
 
     async def caption_event(self, event: dict[str, Any]) -> None:
         await self.send(text_data=json.dumps(event["message"]))
+
+    async def session_ended(self, event: dict[str, Any]) -> None:
+        """The session was ended: viewers stay (revisions and the transcript's state still come)."""
+        await self.send_json({"type": "stt_session_ended", "session_id": str(self.session_id)})
 
     async def send_json(self, message: dict[str, Any]) -> None:
         await self.send(text_data=json.dumps(message))
@@ -170,6 +197,7 @@ class StreamConsumer(_CaptionGroupMixin, AsyncWebsocketConsumer):
         self.audio_s_sent = 0.0  # audio of the stream given to engines
         self.current: _EngineStream | None = None
         self.finishing: set[asyncio.Task] = set()  # engines still owing a stopped stream's last final
+        self.counted: set[int] = set()  # streams (stt_start numbers) counted in the session's streams_open
         self.connected_at = self.last_message_at = self.last_engine_event_at = time.monotonic()
         self.session = await _session_if_allowed(self.user, self.session_id, None, stream=True)
         await self.accept()
@@ -245,6 +273,8 @@ class StreamConsumer(_CaptionGroupMixin, AsyncWebsocketConsumer):
             )
         self.started = True
         self.starts += 1
+        self.counted.add(self.starts)
+        await _count_stream(self.session_id, +1)
         clock_offset_s = self.appender.duration_s
         self.commands.put_nowait(("start", self.starts, self.sample_rate, self.language, clock_offset_s))
         await self.send_json({
@@ -279,6 +309,24 @@ class StreamConsumer(_CaptionGroupMixin, AsyncWebsocketConsumer):
         if not self.started:
             raise ProtocolError(ErrorCode.NOT_STARTED, "Nothing to stop: send stt_start first.")
         await self._stop_stream()
+
+    async def session_ended(self, event: dict[str, Any]) -> None:
+        """The session was ended (its owner, or by itself): stop the stream, its last final still comes."""
+        if self.revoked:
+            return
+        self.revoked = True
+        if self.started:
+            await self._stop_stream()
+        await self.refuse(ErrorCode.SESSION_ENDED, "The session has ended.", CloseCode.SESSION_ENDED)
+
+    async def _uncount(self, stream_number: int) -> None:
+        """A stream's engine work is over (or it never found an engine): it no longer counts as open."""
+        if stream_number not in self.counted:
+            return
+        self.counted.discard(stream_number)
+        if await _count_stream(self.session_id, -1) == 0:
+            with contextlib.suppress(Exception):  # a broker that is down must not break the stream's end
+                await asyncio.to_thread(_schedule_auto_end, self.session_id)
 
     async def _stop_stream(self) -> None:
         """End the stream: its engine is told to flush (its last finals still come), its file is closed."""
@@ -336,9 +384,10 @@ class StreamConsumer(_CaptionGroupMixin, AsyncWebsocketConsumer):
             self.stream_open = False
             if self.starts == self.stream_number:  # the client has not started another stream since
                 self.started = False
+            await self._uncount(self.stream_number)
             await self._send_error(ErrorCode.ENGINE_UNAVAILABLE, f"No speech engine is available: {exc}")
             return False
-        stream = _EngineStream(engine, self.stream_clock_s + self.audio_s_sent)
+        stream = _EngineStream(engine, self.stream_clock_s + self.audio_s_sent, stream_number=self.stream_number)
         stream.relay = asyncio.create_task(self._relay_engine_events(stream))
         self.current = stream
         return True
@@ -365,6 +414,7 @@ class StreamConsumer(_CaptionGroupMixin, AsyncWebsocketConsumer):
             log.warning("engine process %s sent no idle %s s after stop", stream.engine.pid, _STOP_WAIT_S)
         finally:
             await self._release(stream)
+            await self._uncount(stream.stream_number)
 
     async def _release(self, stream: _EngineStream) -> None:
         if stream.released:
@@ -392,22 +442,34 @@ class StreamConsumer(_CaptionGroupMixin, AsyncWebsocketConsumer):
                     await self._engine_crashed(stream)
                     return
                 for event in engine_events:
-                    await self._relay(event, stream.clock_offset_s)
+                    await self._relay(event, stream)
                     if isinstance(event, events.StateChanged) and event.state == "idle":
                         stream.idle.set()
         finally:
             with contextlib.suppress(Exception):
                 loop.remove_reader(engine.fileno())
 
-    async def _relay(self, event: events.Event, clock_offset_s: float) -> None:
+    async def _relay(self, event: events.Event, stream: _EngineStream) -> None:
         self.last_engine_event_at = time.monotonic()
+        clock_offset_s = stream.clock_offset_s
         if isinstance(event, events.Final):
             if not event.text.strip():
                 return
             utterance = await database_sync_to_async(do_save_final)(
-                self.session_id, self.user.pk, event.to_message(), clock_offset_s
+                self.session_id, self.user.pk, event.to_message(), clock_offset_s, self.stream_id
             )
+            stream.saved[event.utterance_index] = utterance.pk
             message = utterance_message(utterance, self.user.username)  # broadcast after the commit
+        elif isinstance(event, events.Revised):
+            replaces = [stream.saved[index] for index in event.replaces if index in stream.saved]
+            payload = event.to_message()["utterances"]
+            applied = await database_sync_to_async(do_save_revision)(
+                self.session_id, self.user.pk, replaces, payload, clock_offset_s, self.stream_id
+            )
+            if not applied.created:
+                return  # its finals were corrected or replaced meanwhile: nothing changed
+            message = revision_message(applied, self.user.username, self.user.pk, self.session_id)
+            message["at"] = round(event.at + clock_offset_s, 3)
         else:
             message = event.to_message()
             for key in ("start", "end", "at"):
@@ -498,4 +560,6 @@ class StreamConsumer(_CaptionGroupMixin, AsyncWebsocketConsumer):
                     task.cancel()
             if self.current is not None:  # the feeder was cut off in the middle of a stream
                 await self._release(self.current)
+            for stream_number in list(self.counted):
+                await self._uncount(stream_number)
             await self.channel_layer.group_discard(self.group, self.channel_name)

@@ -30,6 +30,8 @@ def engine_config_from_settings() -> EngineConfig:
         max_utterance_s=settings.STT_MAX_UTTERANCE_S,
         beam_size=settings.STT_BEAM_SIZE,
         context_after_pause_s=settings.STT_CONTEXT_AFTER_PAUSE_S,
+        refine_turns=settings.STT_REFINE_TURNS,
+        turn_pause_s=settings.STT_TURN_PAUSE_S,
     ).validate()
 
 

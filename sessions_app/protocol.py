@@ -8,6 +8,8 @@ Close codes (sent after an ``stt_error`` that explains them):
 4408  IDLE_TIMEOUT        no message for ``STT_IDLE_TIMEOUT_S`` seconds
 4413  SESSION_TOO_LONG    the stream ran longer than ``STT_MAX_SESSION_S`` seconds
 4409  ALREADY_STREAMING   this user already streams in this session (one recording per speaker)
+4410  SESSION_ENDED       the owner ended the session (or it ended by itself); the stream's last
+                          final is still saved and sent
 4429  TOO_MANY_STREAMS    the server or this user already streams the maximum
 4503  ENGINE_UNAVAILABLE  no engine process could be started
 1009  (daphne)            a message above daphne's 1 MiB limit (no stt_error: the consumer
@@ -44,12 +46,14 @@ class ErrorCode:
     ENGINE_ERROR = "ENGINE_ERROR"  # (sent by the engine) it failed on some audio in a way no check foresaw
     IDLE_TIMEOUT = "IDLE_TIMEOUT"
     SESSION_TOO_LONG = "SESSION_TOO_LONG"
+    SESSION_ENDED = "SESSION_ENDED"  # the session was ended: the stream is stopped, closed with 4410
 
 
 class CloseCode:
     FORBIDDEN = 4403
     IDLE_TIMEOUT = 4408
     ALREADY_STREAMING = 4409
+    SESSION_ENDED = 4410
     SESSION_TOO_LONG = 4413
     TOO_MANY_STREAMS = 4429
     ENGINE_UNAVAILABLE = 4503

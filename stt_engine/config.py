@@ -59,6 +59,15 @@ class EngineConfig:
         ``max_utterance_s`` are cut at the quietest point of their last ``cut_search_s`` seconds;
         15 s rather than Whisper's 30, so that a monologue firms up at least that often and the
         final at its end decodes at most 15 s of audio (measured in the README, "Architecture").
+    Refinement of turns
+        With ``refine_turns``, a speaker's turn (the finals since the last pause of at least
+        ``turn_pause_s``, a flush or the stop) is decoded again as one window once it ends,
+        with the previous turn's text as the prompt, and a :class:`~stt_engine.events.Revised`
+        replaces its finals. A turn also ends at the first final that makes it
+        ``refine_max_turn_s`` long (a monologue is refined in pieces). Refinement is optional
+        work: it waits while the speaker is talking or the shared decode load has no room; turns
+        waiting longer than ``refine_pending_max_s`` of audio in all are given up (counted in
+        the stats: a later pass over the recording covers them).
     Hallucination guards
         A segment is dropped when ``no_speech_prob > no_speech_threshold`` and
         ``avg_logprob < log_prob_threshold``, or when ``avg_logprob < min_avg_logprob``.
@@ -105,6 +114,11 @@ class EngineConfig:
     context_max_s: float = 5.0
     max_utterance_s: float = 15.0
     cut_search_s: float = 8.0
+
+    refine_turns: bool = True
+    turn_pause_s: float = 1.5
+    refine_max_turn_s: float = 24.0
+    refine_pending_max_s: float = 120.0
 
     no_speech_threshold: float = 0.6
     log_prob_threshold: float = -1.0
@@ -165,6 +179,9 @@ class EngineConfig:
             (0.0 <= self.context_after_pause_s <= 60.0, "context_after_pause_s must be 0..60"),
             (1.0 <= self.context_max_s <= 20.0, "context_max_s must be 1..20"),
             (5.0 <= self.max_utterance_s <= 30.0, "max_utterance_s must be 5..30 seconds"),
+            (0.3 <= self.turn_pause_s <= 30.0, "turn_pause_s must be 0.3..30 seconds"),
+            (5.0 <= self.refine_max_turn_s <= 28.0, "refine_max_turn_s must be 5..28 seconds"),
+            (self.refine_pending_max_s >= self.refine_max_turn_s, "refine_pending_max_s must be >= refine_max_turn_s"),
             (
                 1.0 <= self.cut_search_s < self.max_utterance_s,
                 "cut_search_s must be >= 1 and below max_utterance_s",

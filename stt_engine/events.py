@@ -19,6 +19,7 @@ __all__ = [
     "PartialUpdate",
     "RecordingStart",
     "RecordingStop",
+    "Revised",
     "Stabilized",
     "StateChanged",
     "VadStart",
@@ -137,6 +138,29 @@ class Final(Event):
             for w in self.words
         ]
         return message
+
+
+@dataclass
+class Revised(Event):
+    """A turn decoded again as one window with context: ``utterances`` replace the finals ``replaces``.
+
+    ``replaces`` holds the ``utterance_index`` of each final of the turn (finals with no text
+    never existed for the client, so they are not listed). ``utterances`` are finals in
+    order; their ``utterance_index`` is that of the first final they replace.
+    """
+
+    type: ClassVar[str] = "stt_revised"
+    replaces: list[int] = field(default_factory=list)
+    utterances: list[Final] = field(default_factory=list)
+
+    def to_message(self) -> dict[str, Any]:
+        """Return the ``stt_revised`` payload: each utterance as an ``stt_final`` without its type."""
+        utterances = []
+        for utterance in self.utterances:
+            message = utterance.to_message()
+            del message["type"]
+            utterances.append(message)
+        return {"type": self.type, "replaces": list(self.replaces), "utterances": utterances, "at": round(self.at, 3)}
 
 
 @dataclass

@@ -62,11 +62,16 @@ def _child_main(config: EngineConfig, commands: Any, conn: Connection, load: Sha
         if held is not None:
             command, held = held, None
         else:
+            waiting = session is not None and session.refinement_waiting
             try:
-                command = commands.get(timeout=2.0)
+                # A turn waiting for its refinement is looked at again soon, even with no audio
+                # coming (push-to-talk released): it runs once the cores have room.
+                command = commands.get(timeout=0.2 if waiting else 2.0)
             except queue.Empty:
                 if parent is not None and not parent.is_alive():
                     break  # the server died without closing us: do not linger as an orphan
+                if waiting:
+                    _send_events(conn, _guarded(session, session.refine))
                 continue
         if command[0] == "audio":
             # Audio that queued up during a decode is fed in one call, so the session sees
@@ -107,16 +112,34 @@ def _child_main(config: EngineConfig, commands: Any, conn: Connection, load: Sha
             elif kind == "flush":
                 out.extend(session.flush())
             elif kind == "stop":
-                out.extend(session.stop())
+                # The last final goes out first; the refinements of the turns still waiting follow.
+                conn.send(("events", out + session.flush()))
+                out = session.stop()
                 session = None
         except SttEngineError as exc:
             at = session.stream_time if session is not None else 0.0
             out.append(ev.EngineError(code=exc.code, message=exc.message, at=at))
         except Exception as exc:
             out.append(ev.EngineError(code="ENGINE_ERROR", message=f"{type(exc).__name__}: {exc}"))
-        if out:
-            conn.send(("events", out))
+        _send_events(conn, out)
+        if session is not None and session.refinement_waiting and held is None and commands.empty():
+            _send_events(conn, _guarded(session, session.refine))
     conn.close()
+
+
+def _guarded(session: Any, step: Any) -> list[ev.Event]:
+    """Run an optional step of the session; an error becomes an event, not the child's death."""
+    try:
+        return step()
+    except SttEngineError as exc:
+        return [ev.EngineError(code=exc.code, message=exc.message, at=session.stream_time)]
+    except Exception as exc:
+        return [ev.EngineError(code="ENGINE_ERROR", message=f"{type(exc).__name__}: {exc}")]
+
+
+def _send_events(conn: Connection, out: list[ev.Event]) -> None:
+    if out:
+        conn.send(("events", out))
 
 
 class EngineProcess:

@@ -27,6 +27,7 @@ from .threads import ThreadChoice, choose_threads
 __all__ = [
     "EngineModels",
     "FinalResult",
+    "RecognizedSegment",
     "RecognizedWord",
     "Recognizer",
     "WindowedWhisperModel",
@@ -121,6 +122,14 @@ class RecognizedWord:
 
 
 @dataclass
+class RecognizedSegment:
+    """One Whisper segment of a final decode (a sentence or so) with its words."""
+
+    text: str
+    words: list[RecognizedWord] = field(default_factory=list)
+
+
+@dataclass
 class FinalResult:
     """What the final model heard in one utterance (after hallucination guards)."""
 
@@ -131,6 +140,8 @@ class FinalResult:
     dropped_segments: int = 0
     continued: bool = False
     """Decoded as the continuation of the context given to :meth:`Recognizer.final`."""
+    segments: list[RecognizedSegment] = field(default_factory=list)
+    """The same text and words, per Whisper segment."""
 
 
 def _window_frames(duration_s: float, pad_s: float, minimum_s: float) -> int | None:
@@ -434,10 +445,15 @@ class Recognizer:
                 segments = fallback
         kept = [s for s in segments if self._keep(s)]
         words: list[RecognizedWord] = []
+        pieces: list[RecognizedSegment] = []
         for segment in kept:
+            piece = RecognizedSegment(segment.text.strip())
             for w in segment.words or []:
                 start, end = float(w.start) - context_s, float(w.end) - context_s
-                words.append(RecognizedWord(w.word, start, end, float(w.probability)))
+                piece.words.append(RecognizedWord(w.word, start, end, float(w.probability)))
+            words.extend(piece.words)
+            if piece.text:
+                pieces.append(piece)
         text = " ".join(s.text.strip() for s in kept if s.text.strip())
         if words:
             confidence = float(np.mean([w.probability for w in words]))
@@ -452,4 +468,5 @@ class Recognizer:
             words=words,
             dropped_segments=len(segments) - len(kept),
             continued=bool(context),
+            segments=pieces,
         )

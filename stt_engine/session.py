@@ -13,7 +13,12 @@ Per utterance the events come in this order::
     VadStop, RecordingStop, StateChanged("transcribing"), Final?, StateChanged("listening")
 
 An utterance with less than ``min_utterance_s`` of voiced audio ends without
-``transcribing`` and without a final. A forced cut of very long speech emits
+``transcribing`` and without a final.
+
+Finals are grouped into turns (see ``EngineConfig``, "Refinement of turns"). A turn that ended
+is decoded again as one window by :meth:`StreamingSession.refine` when the speaker is quiet
+and the cores have room, and a ``Revised`` event replaces its finals; :meth:`StreamingSession.stop`
+refines whatever turns are still waiting before it goes idle. A forced cut of very long speech emits
 ``RecordingStop, StateChanged("transcribing"), Final?, RecordingStart,
 StateChanged("recording")`` and goes on recording.
 """
@@ -23,7 +28,8 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from dataclasses import dataclass
+from collections import Counter, deque
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -99,6 +105,13 @@ class SessionStats:
     """Frames at which a due speculative final was put off for the same reason."""
     continued_decodes: int = 0
     """Final decodes that continued the previous final (its audio and words as context)."""
+    refinements: int = 0
+    """Turns decoded again as one window (each gave a ``Revised`` or kept the finals)."""
+    refine_seconds: float = 0.0
+    refinements_deferred: int = 0
+    """Times a waiting refinement was put off: the speaker talked or the cores were full."""
+    refinements_given_up: int = 0
+    """Turns dropped unrefined because too much audio was waiting (``refine_pending_max_s``)."""
 
 
 @dataclass
@@ -111,6 +124,19 @@ class _Context:
     """Where the previous utterance's audio ended."""
     text: str
     """What the previous final said from ``start`` on."""
+
+
+@dataclass
+class _Turn:
+    """Finals of one speaker's turn, to be decoded again together once it ends."""
+
+    start: int
+    end: int
+    finals: list[ev.Final] = field(default_factory=list)
+
+    @property
+    def seconds(self) -> float:
+        return (self.end - self.start) / _SR
 
 
 @dataclass
@@ -175,6 +201,9 @@ class StreamingSession:
         self._previous_text = ""
         self._context: _Context | None = None
         self._utterance_index = 0
+        self._turn: _Turn | None = None
+        self._ended_turns: deque[_Turn] = deque()
+        self._previous_turn_text = ""
         self._reset_utterance()
 
     # -- public API -----------------------------------------------------------------
@@ -223,23 +252,53 @@ class StreamingSession:
         if self._recording:
             self._close_utterance(out, self._buffer.end, vad_stop=True, next_state="listening", asked=True)
         self._speech_run = 0
+        self._end_turn()
         return out
 
     def stop(self) -> list[ev.Event]:
-        """Flush, then go idle; the session accepts no more audio. Calling it twice is fine.
+        """Flush, refine the turns still waiting, then go idle; no more audio is accepted.
+
+        Calling it twice is fine. A host that wants the last final out before the refinements
+        calls :meth:`flush` first and sends its events.
 
         Returns:
-            The events of the flush and ``StateChanged("idle")``.
+            The events of the flush, the ``Revised`` events, and ``StateChanged("idle")``.
         """
         if self._closed:
             return []
         out = self._begin()
         self._buffer.append(self._converter.flush())
         if self._recording:
-            self._close_utterance(out, self._buffer.end, vad_stop=True, next_state="idle", asked=True)
-        else:
-            self._set_state(out, "idle")
+            self._close_utterance(out, self._buffer.end, vad_stop=True, next_state="listening", asked=True)
+        self._end_turn()
+        out.extend(self.refine(force=True))
+        self._set_state(out, "idle")
         self._closed = True
+        return out
+
+    @property
+    def refinement_waiting(self) -> bool:
+        """Whether a turn that ended waits for :meth:`refine`."""
+        return bool(self._ended_turns)
+
+    def refine(self, force: bool = False) -> list[ev.Event]:
+        """Decode the turns that ended again, each as one window with the previous turn as prompt.
+
+        Optional work: unless ``force``, nothing runs while the speaker is talking, while the
+        session is behind real time, or while the shared decode load has no room for a final
+        (the turn waits for the next call).
+
+        Returns:
+            A ``Revised`` per refined turn whose decode said anything (possibly empty).
+        """
+        out: list[ev.Event] = []
+        while self._ended_turns:
+            if not force and not self._may_refine():
+                self.stats.refinements_deferred += 1
+                break
+            revised = self._refine_turn(self._ended_turns.popleft())
+            if revised is not None:
+                out.append(revised)
         return out
 
     # -- internals ------------------------------------------------------------------
@@ -284,6 +343,8 @@ class StreamingSession:
             voice = self._vad.classify(frame)
             self._processed = f1
             if not self._recording:
+                if self._turn is not None and f1 - self._turn.end >= cfg.turn_pause_s * _SR:
+                    self._end_turn()
                 candidate = voice.gate_open and voice.probability >= threshold
                 self._speech_run = self._speech_run + 1 if candidate else 0
                 if self._speech_run >= self._start_frames:
@@ -401,9 +462,77 @@ class StreamingSession:
         return context
 
     def _keep_from(self, index: int, now_sample: int) -> int:
-        """Where buffered audio may be dropped: not before a context still in use."""
+        """Where buffered audio may be dropped: not before a context or a turn still in use."""
         context = self._live_context(now_sample)
-        return index if context is None else min(index, context.start)
+        if context is not None:
+            index = min(index, context.start)
+        turns = [*self._ended_turns, *([self._turn] if self._turn is not None else [])]
+        return min([index, *(turn.start for turn in turns)])
+
+    # -- turns and their refinement ----------------------------------------------------------
+
+    def _add_to_turn(self, final: ev.Final, start: int, end: int) -> None:
+        if not self.config.refine_turns:
+            return
+        if self._turn is None:
+            self._turn = _Turn(start=max(start, self._buffer.start), end=end)
+        self._turn.end = max(self._turn.end, end)
+        self._turn.finals.append(final)
+        if self._turn.seconds >= self.config.refine_max_turn_s:
+            self._end_turn()
+
+    def _end_turn(self) -> None:
+        turn, self._turn = self._turn, None
+        if turn is None:
+            return
+        self._ended_turns.append(turn)
+        while sum(t.seconds for t in self._ended_turns) > self.config.refine_pending_max_s:
+            self._ended_turns.popleft()
+            self.stats.refinements_given_up += 1
+
+    def _may_refine(self) -> bool:
+        if self._recording or self._buffer.end - self._processed > _CATCH_UP_SAMPLES:
+            return False
+        return self._has_room(self.models.final_threads)
+
+    def _turn_language(self, turn: _Turn) -> str | None:
+        if self.language not in ("", "auto"):
+            return self.language
+        languages = Counter(final.language for final in turn.finals if final.language)
+        return languages.most_common(1)[0][0] if languages else None
+
+    def _refine_turn(self, turn: _Turn) -> ev.Revised | None:
+        """One decode of the whole turn; ``None`` when it said nothing or looks worse than the finals."""
+        started = time.perf_counter()
+        audio = self._buffer.get(turn.start, turn.end)
+        prompt = " ".join(self._previous_turn_text.split()[-40:]) or None
+        with self._decoding(self.models.final_threads):
+            result = self._recognizer.final(audio, self._turn_language(turn), prompt)
+        self.stats.refinements += 1
+        self.stats.refine_seconds += time.perf_counter() - started
+        live_words = sum(len(final.text.split()) for final in turn.finals)
+        refined_words = len(result.text.split())
+        if not result.segments or refined_words > 1.5 * live_words + 6:
+            # Nothing, or far more words than the finals heard: a decode of the silence between
+            # the turn's utterances, not speech. The finals stay.
+            self._previous_turn_text = " ".join(final.text for final in turn.finals)
+            return None
+        self._previous_turn_text = result.text
+        first = turn.finals[0]
+        onset = max(turn.start, int(first.start * _SR))
+        utterances = []
+        for segment in result.segments:
+            confidence = float(np.mean([w.probability for w in segment.words])) if segment.words else 0.0
+            piece = FinalResult(segment.text, result.language, confidence or result.confidence, segment.words)
+            final = self._make_final(piece, turn.start, turn.end, onset)
+            if final is not None:
+                final.utterance_index = first.utterance_index
+                utterances.append(final)
+        if not utterances:
+            return None
+        return ev.Revised(
+            replaces=[final.utterance_index for final in turn.finals], utterances=utterances, at=self._now()
+        )
 
     def _context_of(self, final: ev.Final, audio_start: int, end: int) -> _Context | None:
         """The last ``context_max_s`` of a final's words and audio."""
@@ -476,6 +605,7 @@ class StreamingSession:
                 out.append(final)
                 self._previous_text = final.text
                 self._context = self._context_of(final, start, end)
+                self._add_to_turn(final, start, end)
         self._previous_end = end
         self._utterance_index += 1
         self._reset_utterance()

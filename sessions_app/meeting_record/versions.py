@@ -5,8 +5,9 @@ recording) hands in new segments for some of a speaker's current utterances. The
 new utterance rows; the rows they replace stay in the database with ``superseded_by`` set.
 
 Corrections win: a corrected utterance is never superseded by a machine. It stays current,
-and the machine's segments that overlap it (by at least half of the segment's duration, or
-whose midpoint falls inside it) are left out; the rest of the version is applied.
+and the machine's words whose middle falls inside it are left out (a segment without word
+times is left out when it overlaps it by half its duration or its middle falls inside it);
+the rest of the version is applied.
 """
 
 from __future__ import annotations
@@ -37,12 +38,31 @@ def overlap_s(a_start: float, a_end: float, b_start: float, b_end: float) -> flo
     return max(0.0, min(a_end, b_end) - max(a_start, b_start))
 
 
+def _inside(utterance: Utterance, start: float, end: float) -> bool:
+    return utterance.start_s <= (start + end) / 2 <= utterance.end_s
+
+
 def _covers(utterance: Utterance, start: float, end: float) -> bool:
     """Whether a segment at ``start``-``end`` says (part of) what ``utterance`` says."""
     duration = max(end - start, 1e-3)
-    if overlap_s(utterance.start_s, utterance.end_s, start, end) >= 0.5 * duration:
-        return True
-    return utterance.start_s <= (start + end) / 2 <= utterance.end_s
+    return overlap_s(utterance.start_s, utterance.end_s, start, end) >= 0.5 * duration or _inside(utterance, start, end)
+
+
+def _outside_corrections(segment: dict[str, Any], corrected: Sequence[Utterance]) -> dict[str, Any] | None:
+    """The part of a machine segment that no corrected utterance covers (``None``: nothing is left)."""
+    if not corrected:
+        return segment
+    words = list(segment.get("words") or [])
+    if not words:
+        start, end = float(segment["start"]), float(segment["end"])
+        return None if any(_covers(u, start, end) for u in corrected) else segment
+    kept = [w for w in words if not any(_inside(u, float(w["start"]), float(w["end"])) for u in corrected)]
+    if len(kept) == len(words):
+        return segment
+    if not kept:
+        return None
+    text = " ".join(str(w["word"]).strip() for w in kept)
+    return {**segment, "text": text, "words": kept, "start": kept[0]["start"], "end": kept[-1]["end"]}
 
 
 def _nearest(utterances: Sequence[Utterance], start: float, end: float) -> Utterance:
@@ -93,11 +113,8 @@ def do_apply_version(
     )
     corrected = [u for u in old if u.corrected_text]
     replaceable = [u for u in old if not u.corrected_text]
-    kept = [
-        s for s in segments
-        if (s.get("text") or "").strip()
-        and not any(_covers(u, float(s["start"]), float(s["end"])) for u in corrected)
-    ]  # fmt: skip
+    pieces = [_outside_corrections(s, corrected) for s in segments if (s.get("text") or "").strip()]
+    kept = [piece for piece in pieces if piece is not None]
     if not replaceable or not kept:
         return AppliedVersion([], [])
     last = Utterance.objects.filter(session_id=session_id).aggregate(last=Max("sequence"))["last"] or 0

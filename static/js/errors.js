@@ -17,18 +17,20 @@ const ERROR_TEXT = {
   ENGINE_CRASHED: "The speech engine crashed; a fresh one has taken over.",
   IDLE_TIMEOUT: "The connection was closed after a long silence.",
   SESSION_TOO_LONG: "The stream reached its longest allowed duration.",
+  SESSION_ENDED: "The session has ended; its transcript is being finalized.",
 };
 
 const CLOSE_TEXT = {
   4403: "Access refused: you may not use this session.",
   4408: "Closed after a long silence.",
+  4410: "The session has ended.",
   4413: "The stream reached its longest allowed duration.",
   4429: "Too many live streams right now.",
   4503: "The speech engine is not available.",
 };
 
 // Close codes after which reconnecting cannot help.
-export const FINAL_CLOSE_CODES = new Set([4403, 4413]);
+export const FINAL_CLOSE_CODES = new Set([4403, 4410, 4413]);
 
 export function errorText(code, serverText) {
   const known = ERROR_TEXT[code];
@@ -37,7 +39,7 @@ export function errorText(code, serverText) {
 }
 
 // Codes that end the connection: the banner of its close says it, not a second message.
-export const CLOSING_ERRORS = new Set(["ACCESS_REVOKED"]);
+export const CLOSING_ERRORS = new Set(["ACCESS_REVOKED", "SESSION_ENDED"]);
 
 export function closeText(code, lastErrorCode = "") {
   if (code === 4403 && CLOSING_ERRORS.has(lastErrorCode)) return ERROR_TEXT[lastErrorCode];

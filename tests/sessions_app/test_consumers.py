@@ -60,7 +60,9 @@ async def test_a_speaker_streams_a_clip_and_everyone_gets_the_saved_final(live_s
     for final in finals:
         viewer_final = await receive_until(viewer, "stt_final", timeout_s=30)
         assert viewer_final["utterance_id"] == final["utterance_id"]
-    saved = await database_sync_to_async(list)(Utterance.objects.filter(session=live_session).order_by("sequence"))
+    saved = await database_sync_to_async(list)(
+        Utterance.objects.filter(session=live_session, source=Utterance.Source.LIVE).order_by("sequence")
+    )
     assert [u.pk for u in saved] == [f["utterance_id"] for f in finals]
     assert [u.sequence for u in saved] == list(range(1, len(finals) + 1))
     assert saved[0].text == finals[0]["text"] and saved[0].words == finals[0]["words"]

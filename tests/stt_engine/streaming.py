@@ -13,9 +13,11 @@ from stt_engine import StreamingSession, events
 __all__ = [
     "check_event_order",
     "check_stabilized_never_retracts",
+    "current_text",
     "finals",
     "read_pcm",
     "resample_pcm",
+    "revisions",
     "stream",
     "synthetic_noise",
 ]
@@ -50,6 +52,23 @@ def stream(session: StreamingSession, pcm: np.ndarray, rate: int = 16000, chunk_
 
 def finals(evs: list[events.Event]) -> list[events.Final]:
     return [e for e in evs if isinstance(e, events.Final)]
+
+
+def revisions(evs: list[events.Event]) -> list[events.Revised]:
+    return [e for e in evs if isinstance(e, events.Revised)]
+
+
+def current_text(evs: list[events.Event]) -> str:
+    """The transcript a client holds after ``evs``: finals, with each revision applied in place."""
+    lines: list[tuple[int, str]] = []
+    for e in evs:
+        if isinstance(e, events.Final):
+            lines.append((e.utterance_index, e.text))
+        elif isinstance(e, events.Revised):
+            at = min(i for i, (index, _) in enumerate(lines) if index in e.replaces)
+            lines = [line for line in lines if line[0] not in e.replaces]
+            lines[at:at] = [(u.utterance_index, u.text) for u in e.utterances]
+    return " ".join(text for _, text in lines)
 
 
 def synthetic_noise(kind: str, seconds: float, seed: int = 7) -> np.ndarray:
@@ -97,6 +116,9 @@ def check_event_order(evs: list[events.Event]) -> None:
     while i < len(evs):
         e = evs[i]
         if state == "listening":
+            if isinstance(e, events.Revised):  # a turn's refinement comes between utterances
+                i += 1
+                continue
             if isinstance(e, events.StateChanged) and e.state == "idle":
                 state = "idle"
                 i += 1
