@@ -65,6 +65,10 @@ class ClipResult:
     duration_s: float
     reference: str
     final_text: str
+    refined_text: str = ""
+    """The finals with each ``Revised`` applied in place (what the transcript holds)."""
+    revision_latency_s: float | None = None
+    """From the end of speech to the clip's last revision being shown."""
     offline_text: str = ""
     first_partial_s: float | None = None
     final_latency_s: float | None = None
@@ -131,11 +135,30 @@ def run_clip(
         out = session.feed(chunk.tobytes())
         clock += time.perf_counter() - started
         shown += [(clock, e) for e in out]
-    started = time.perf_counter()
-    out = session.stop()
-    clock += time.perf_counter() - started
-    shown += [(clock, e) for e in out]
+        # The engine process refines an ended turn between commands, on the same clock.
+        started = time.perf_counter()
+        out = session.refine()
+        clock += time.perf_counter() - started
+        shown += [(clock, e) for e in out]
+    for step_of_stop in (session.flush, session.stop):  # as the engine process: the last final first
+        started = time.perf_counter()
+        out = step_of_stop()
+        clock += time.perf_counter() - started
+        shown += [(clock, e) for e in out]
     return shown, time.process_time() - cpu0
+
+
+def refined_text(shown: list[tuple[float, events.Event]]) -> str:
+    """The transcript after every final and revision: a revision replaces its finals in place."""
+    lines: list[tuple[int, str]] = []
+    for _, e in shown:
+        if isinstance(e, events.Final):
+            lines.append((e.utterance_index, e.text))
+        elif isinstance(e, events.Revised):
+            at = min((i for i, (index, _) in enumerate(lines) if index in e.replaces), default=len(lines))
+            lines = [line for line in lines if line[0] not in e.replaces]
+            lines[at:at] = [(u.utterance_index, u.text) for u in e.utterances]
+    return " ".join(text for _, text in lines)
 
 
 def paired_bootstrap_ci(
@@ -224,7 +247,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     results: list[ClipResult] = []
     totals = {"speculative_hits": 0, "speculative_misses": 0, "partial_decodes": 0, "final_decodes": 0,
-              "partial_seconds": 0.0, "final_seconds": 0.0}
+              "partial_seconds": 0.0, "final_seconds": 0.0, "refinements": 0, "refine_seconds": 0.0}
     for row in rows:
         audio, rate = sf.read(str(folder / row["audio"]), dtype="int16")
         if rate != SR:
@@ -242,6 +265,7 @@ def main(argv: list[str] | None = None) -> dict:
             duration_s=len(audio) / SR,
             reference=row["text"],
             final_text=" ".join(e.text for _, e in finals),
+            refined_text=refined_text(shown),
             cpu_s=cpu,
             fed_s=len(padded) / SR,
             finals=len(finals),
@@ -251,6 +275,9 @@ def main(argv: list[str] | None = None) -> dict:
             result.first_partial_s = first_text[0] - (LEAD_S + onset)
         if finals:
             result.final_latency_s = finals[-1][0] - (LEAD_S + speech_end)
+        revised = [t for t, e in shown if isinstance(e, events.Revised)]
+        if revised:
+            result.revision_latency_s = revised[-1] - (LEAD_S + speech_end)
         result.partial_lags = [t - e.at for t, e in partials]
         results.append(result)
         print(f"  streamed {row['audio']:<48} {result.duration_s:6.1f}s finals={result.finals} "
@@ -261,6 +288,7 @@ def main(argv: list[str] | None = None) -> dict:
     words = [n for _, n in scored]
     final_errors = [e for e, _ in scored]
     final_wer = sum(final_errors) / max(sum(words), 1)
+    refined_wer = sum(_word_errors(r.reference, r.refined_text)[0] for r in results) / max(sum(words), 1)
     offline_wer = gap_ci = None
     offline_by_lead: dict[str, float] = {}
     offline_errors: list[int] = []
@@ -302,6 +330,8 @@ def main(argv: list[str] | None = None) -> dict:
     lags = [lag for r in results for lag in r.partial_lags]
     summary = {
         "final_wer": round(final_wer, 4),
+        "refined_wer": round(refined_wer, 4),
+        "revision_latency_p50": _p([r.revision_latency_s for r in results if r.revision_latency_s is not None], 50),
         "offline_wer": None if offline_wer is None else round(offline_wer, 4),
         "offline_wer_by_lead_s": offline_by_lead,
         "wer_gap": None if offline_wer is None else round(final_wer - offline_wer, 4),
