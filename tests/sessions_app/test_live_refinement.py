@@ -90,3 +90,37 @@ async def test_a_final_corrected_before_its_turn_is_revised_stays_and_the_revisi
     await send_json(speaker, {"type": "stt_stop"})
     await receive_finals_until_idle(speaker)
     await speaker.disconnect()
+
+
+async def test_ending_the_session_stops_its_streams_and_keeps_what_was_said(live_session, speaker_token):
+    from channels.layers import get_channel_layer
+
+    from sessions_app.consumers import session_group
+    from sessions_app.models import TranscriptionSession
+    from sessions_app.protocol import CloseCode
+
+    clip = dev_clip("jfk")
+    viewer = caption_communicator(live_session.id, token=live_session.share_token)
+    assert (await viewer.connect(timeout=10))[0]
+    speaker = stream_communicator(live_session.id, token=speaker_token)
+    await start(speaker)
+    open_streams = TranscriptionSession.objects.filter(pk=live_session.pk).values_list("streams_open", flat=True)
+    assert await database_sync_to_async(open_streams.get)() == 1
+    pcm = pcm16(clip.path)
+    await stream_audio(speaker, pcm[: len(pcm) * 3 // 4])  # mid-sentence
+    await get_channel_layer().group_send(session_group(live_session.id), {"type": "session.ended"})
+    seen: list[dict] = []
+    ended = await receive_until(speaker, "stt_error", timeout_s=30, seen=seen)
+    assert ended["code"] == "SESSION_ENDED"
+    assert (await speaker.receive_output(timeout=10)) == {"type": "websocket.close", "code": CloseCode.SESSION_ENDED}
+    assert (await receive_until(viewer, "stt_session_ended", timeout_s=10))["session_id"] == str(live_session.id)
+    for _ in range(120):  # the stream's last final and its turn's refinement are still saved
+        if await database_sync_to_async(open_streams.get)() == 0:
+            break
+        await asyncio.sleep(0.5)
+    assert await database_sync_to_async(open_streams.get)() == 0
+    current = await database_sync_to_async(lambda: list(Utterance.objects.filter(session=live_session).current()))()
+    assert current and current[0].source == Utterance.Source.REFINED
+    said = " ".join(clip.text.split()[:8])
+    assert word_error_rate([said], [" ".join(" ".join(u.text for u in current).split()[:8])]) <= 0.25
+    await viewer.disconnect()
