@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import srt
+from django.utils import timezone
 
+from sessions_app.meeting_record.turns import Turn, group_into_turns
 from sessions_app.models import BatchJob, TranscriptionSession, Utterance
 
 __all__ = [
@@ -29,6 +31,7 @@ __all__ = [
     "export_job",
     "export_session",
     "split_into_cues",
+    "turns_to_txt",
 ]
 
 MAX_LINE_CHARS = 42
@@ -168,6 +171,34 @@ def to_txt(pieces: Iterable[Piece]) -> str:
     return "\n".join(line for line in lines if line.strip()) + "\n"
 
 
+def turn_clock(turn: Turn) -> str:
+    """When a turn began: the wall-clock time (``HH:MM:SS``, site time zone), else its recording time."""
+    if turn.spoken_at is not None:
+        return timezone.localtime(turn.spoken_at).strftime("%H:%M:%S")
+    ms = round(max(turn.start, 0.0) * 1000)
+    hours, rest = divmod(ms // 1000, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}"
+
+
+def turns_to_txt(turns: Iterable[Turn]) -> str:
+    """One block per turn: ``speaker [time]``, then the paragraph; a blank line between turns."""
+    blocks = [f"{turn.speaker} [{turn_clock(turn)}]\n{turn.text}" for turn in turns if turn.text]
+    return "\n\n".join(blocks) + "\n" if blocks else ""
+
+
+def turn_fields(turn: Turn) -> dict[str, Any]:
+    """A turn as the JSON export (and the pages) carry it."""
+    return {
+        "speaker": turn.speaker,
+        "speaker_id": turn.speaker_id,
+        "start": turn.start,
+        "end": turn.end,
+        "spoken_at": turn.spoken_at.isoformat() if turn.spoken_at else None,
+        "text": turn.text,
+        "utterance_ids": turn.utterance_ids,
+    }
+
+
 def _td(seconds: float) -> dt.timedelta:
     return dt.timedelta(milliseconds=round(max(seconds, 0.0) * 1000))
 
@@ -180,7 +211,7 @@ def _vtt_time(seconds: float) -> str:
     return f"{hours:02d}:{minutes:02d}:{secs:02d}.{millis:03d}"
 
 
-def _render(fmt: str, pieces: list[Piece], meta: dict[str, Any], stem: str) -> Export:
+def _render(fmt: str, pieces: list[Piece], meta: dict[str, Any], stem: str, turns: list[Turn] | None = None) -> Export:
     if fmt not in FORMATS:
         raise ValueError(f"Unknown export format {fmt!r}: use one of {', '.join(FORMATS)}.")
     if fmt == "json":
@@ -195,9 +226,10 @@ def _render(fmt: str, pieces: list[Piece], meta: dict[str, Any], stem: str) -> E
             }
             for p in pieces
         ]
-        content = json.dumps({**meta, "segments": segments}, ensure_ascii=False, indent=2)
+        extra = {"turns": [turn_fields(turn) for turn in turns]} if turns is not None else {}
+        content = json.dumps({**meta, "segments": segments, **extra}, ensure_ascii=False, indent=2)
     elif fmt == "txt":
-        content = to_txt(pieces)
+        content = turns_to_txt(turns) if turns is not None else to_txt(pieces)
     elif fmt == "srt":
         content = to_srt(pieces)
     else:
@@ -239,6 +271,7 @@ def utterance_pieces(utterances: Iterable[Utterance]) -> list[Piece]:
                 "original_text": u.text,
                 "corrected": bool(u.corrected_text),
                 "language": u.language,
+                "source": u.source,
             },
         )
         for u in utterances
@@ -246,12 +279,18 @@ def utterance_pieces(utterances: Iterable[Utterance]) -> list[Piece]:
 
 
 def export_session(session: TranscriptionSession, fmt: str) -> Export:
-    """Render a session's transcript, every utterance labelled with its speaker's username."""
-    utterances = session.utterances.select_related("speaker").order_by("start_s", "sequence")
+    """Render a session's current transcript, every utterance labelled with its speaker's username.
+
+    Only the current version counts (rows a later pass superseded are left out). JSON carries
+    both the utterances (``segments``) and the speakers' ``turns``; TXT is one paragraph per
+    turn; SRT and WebVTT stay one cue run per utterance (their line and duration rules).
+    """
+    utterances = list(session.utterances.current().select_related("speaker"))
     meta = {
         "session_id": str(session.id),
         "title": session.title,
         "language": session.language,
         "created_at": session.created_at.isoformat(),
     }
-    return _render(fmt, utterance_pieces(utterances), meta, f"session-{session.id}")
+    turns = group_into_turns(utterances)
+    return _render(fmt, utterance_pieces(utterances), meta, f"session-{session.id}", turns)

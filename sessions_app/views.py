@@ -11,8 +11,10 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from sessions_app import access, actions
+from sessions_app.exports import turn_fields
 from sessions_app.file_responses import ranged_file_response
 from sessions_app.forms import AddMemberForm, NewSessionForm, SignUpForm
+from sessions_app.meeting_record.turns import Turn, group_into_turns
 from sessions_app.models import SessionMember, TranscriptionSession, Utterance
 
 
@@ -61,12 +63,11 @@ def caption_url(session: TranscriptionSession, with_token: bool) -> str:
 def live_session(request: HttpRequest, session_id) -> HttpResponse:
     session = access.access_session(request.user, session_id)
     role = access.role_in_session(request.user, session)
-    recent = _utterances(session).order_by("-sequence")[:100]
     return render(request, "sessions_app/live.html", {
         "session": session,
         "role": role,
         "can_stream": access.can_stream(request.user, session),
-        "utterances": list(reversed(recent)),
+        "turns": _recent_turns(session, 100),
         "page_config": {
             "sessionId": str(session.pk),
             "language": session.language,
@@ -82,10 +83,9 @@ def captions(request: HttpRequest, session_id) -> HttpResponse:
     session = TranscriptionSession.objects.filter(pk=session_id).first()
     if session is None or not access.can_view(request.user, session, token):
         raise Http404("No such session.")
-    recent = _utterances(session).order_by("-sequence")[:50]
     return render(request, "sessions_app/captions.html", {
         "session": session,
-        "utterances": list(reversed(recent)),
+        "turns": _recent_turns(session, 50),
         "page_config": {"sessionId": str(session.pk), "token": token or ""},
     })  # fmt: skip
 
@@ -93,7 +93,8 @@ def captions(request: HttpRequest, session_id) -> HttpResponse:
 @login_required
 def transcript(request: HttpRequest, session_id) -> HttpResponse:
     session = access.access_session(request.user, session_id)
-    utterances = list(_utterances(session).order_by("sequence"))
+    utterances = list(_utterances(session))
+    turns = group_into_turns(utterances)
     recordings = {
         r.speaker_id: {"speaker": r.speaker.get_username(), "speaker_id": r.speaker_id,
                        "url": reverse("recording-audio", args=[r.pk]),
@@ -105,7 +106,8 @@ def transcript(request: HttpRequest, session_id) -> HttpResponse:
             "id": u.pk, "sequence": u.sequence, "speaker": u.speaker.get_username(), "speaker_id": u.speaker_id,
             "start": u.start_s, "end": u.end_s, "text": u.text, "corrected_text": u.corrected_text,
             "corrected_by": u.corrected_by.get_username() if u.corrected_by_id else "",
-            "created_at": u.created_at.isoformat(), "words": u.words or [],
+            "created_at": u.created_at.isoformat(), "words": u.words or [], "source": u.source,
+            "spoken_at": u.spoken_at.isoformat() if u.spoken_at else None,
         }
         for u in utterances
     ]  # fmt: skip
@@ -117,7 +119,9 @@ def transcript(request: HttpRequest, session_id) -> HttpResponse:
         "export_formats": [("txt", "TXT"), ("srt", "SRT"), ("vtt", "WebVTT"), ("json", "JSON")],
         "page_config": {
             "sessionId": str(session.pk), "canCorrect": can_correct, "utterances": rows,
+            "turns": [turn_fields(turn) for turn in turns],
             "recordings": {str(k): v for k, v in recordings.items()},
+            "transcriptState": session.transcript_state, "refineProgress": session.refine_progress,
         },
     })  # fmt: skip
 
@@ -132,7 +136,14 @@ def upload(request: HttpRequest) -> HttpResponse:
 
 
 def _utterances(session: TranscriptionSession):
-    return Utterance.objects.filter(session=session).select_related("speaker", "corrected_by")
+    """The session's current transcript (superseded versions left out), in spoken order."""
+    return Utterance.objects.current().filter(session=session).select_related("speaker", "corrected_by")
+
+
+def _recent_turns(session: TranscriptionSession, limit: int) -> list[Turn]:
+    """The turns of the last ``limit`` current utterances (what a live page starts with)."""
+    recent = list(_utterances(session).reverse()[:limit])
+    return group_into_turns(reversed(recent))
 
 
 @login_required

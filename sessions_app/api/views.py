@@ -167,14 +167,25 @@ class SessionViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Retr
             OpenApiParameter("start_after", float, description="Utterances starting at or after (s)."),
             OpenApiParameter("end_before", float, description="Utterances ending at or before (s)."),
             OpenApiParameter("search", str, description="Text in the original or corrected text."),
+            OpenApiParameter(
+                "versions",
+                str,
+                enum=["current", "all"],
+                description="current (default): the transcript as it stands, in spoken order; "
+                "all: every version, superseded rows included, in order of arrival.",
+            ),
         ],
         responses={200: UtteranceSerializer(many=True)},
     )
     @action(detail=True, methods=["get"], url_path="utterances", url_name="utterances")
     def utterances(self, request: Request, pk=None) -> Response:
-        """The session's utterances in order, paginated and filtered."""
+        """The session's current utterances in spoken order (``versions=all``: every version), paginated."""
         session = self.get_object()
-        queryset = session.utterances.select_related("speaker", "corrected_by").order_by("sequence")
+        versions = request.query_params.get("versions") or "current"
+        if versions not in ("current", "all"):
+            return error_response("BAD_FILTER", "versions must be current or all.")
+        queryset = session.utterances.select_related("speaker", "corrected_by")
+        queryset = queryset.order_by("sequence") if versions == "all" else queryset.current()
         try:
             queryset = filter_utterances(queryset, request.query_params)
         except BadFilterError as exc:

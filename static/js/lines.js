@@ -1,6 +1,12 @@
-// Rendering of live transcript lines, shared by the live page and the caption viewer:
-// finals are appended with speaker and time; each speaker's partial line shows the stabilized
-// text firm and the still-changing rest in grey italics.
+// Rendering of live transcript lines, shared by the live page and the caption viewer.
+// Finals are grouped into turns (one name and time, then the speaker's utterances as one
+// paragraph, as the server renders them: sessions_app/meeting_record/turns.py); a revised turn
+// (stt_revised) replaces its fragments in place, without moving what the reader looks at.
+// Each speaker's partial line shows the stabilized text firm and the still-changing rest in grey
+// italics.
+
+// A longer pause between two utterances of one speaker starts a new turn (as MAX_PAUSE_S).
+export const MAX_PAUSE_S = 30;
 
 export function formatClock(date) {
   return date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
@@ -40,6 +46,11 @@ export class LiveTranscript {
     this.seen = new Set(
       [...finals.querySelectorAll("[data-utterance-id]")].map((node) => node.dataset.utteranceId),
     );
+    // The server wrote its own clock's times; show them in the reader's, as live turns are.
+    for (const time of finals.querySelectorAll(".turn-head time[datetime]")) {
+      const when = new Date(time.dateTime);
+      if (!Number.isNaN(when.getTime())) time.textContent = formatClock(when);
+    }
   }
 
   handle(message) {
@@ -54,6 +65,9 @@ export class LiveTranscript {
         break;
       case "stt_final":
         this.addFinal(message);
+        break;
+      case "stt_revised":
+        this.applyRevision(message);
         break;
       default:
         return false;
@@ -100,19 +114,50 @@ export class LiveTranscript {
     const id = String(message.utterance_id);
     if (this.seen.has(id)) return;
     this.seen.add(id);
-    const now = new Date();
-    this.finals.append(
-      el(
-        "li",
-        { class: "final", "data-utterance-id": id, "data-speaker": message.speaker, "data-start": message.start },
-        el("span", { class: "who", text: message.speaker }),
-        " ",
-        el("time", { dateTime: now.toISOString(), text: formatClock(now) }),
-        " ",
-        el("span", { class: "text", text: message.text }),
-      ),
-    );
-    this.scrollToEnd();
+    const span = finalSpan(message);
+    this.keepingScroll(() => {
+      const last = this.finals.lastElementChild;
+      if (last && continuesTurn(last, message)) last.querySelector(".turn-text").append(span);
+      else this.finals.append(turnItem(message, span));
+    });
+  }
+
+  /** stt_revised: the utterances of `replaces` give way to `utterances`, where the first of them was. */
+  applyRevision(message) {
+    const replaced = (message.replaces || [])
+      .map((id) => this.finals.querySelector(`.final[data-utterance-id="${CSS.escape(String(id))}"]`))
+      .filter(Boolean);
+    const fresh = (message.utterances || []).filter((u) => !this.seen.has(String(u.utterance_id)));
+    for (const u of fresh) this.seen.add(String(u.utterance_id));
+    // Nothing of it on the page (older than what the page shows, or already the current version).
+    if (!replaced.length) return;
+    const spans = document.createDocumentFragment();
+    for (const u of fresh) spans.append(finalSpan({ ...u, speaker: message.speaker }));
+    this.keepingScroll(() => {
+      // One synchronous change: the browser paints the old fragments or the new turn, nothing between.
+      const touched = new Set(replaced.map((node) => node.closest(".turn")));
+      replaced[0].replaceWith(spans);
+      for (const node of replaced.slice(1)) node.remove();
+      for (const turn of touched) if (turn && !turn.querySelector(".final")) turn.remove();
+    });
+  }
+
+  /**
+   * Run a DOM change without moving what the reader sees: a reader at the bottom stays at the
+   * bottom; otherwise the first turn in view keeps its place on the screen.
+   */
+  keepingScroll(change) {
+    const s = this.scroller;
+    if (!s || s.dataset.follow !== "false") {
+      change();
+      this.scrollToEnd();
+      return;
+    }
+    const top = s.getBoundingClientRect().top;
+    const anchor = [...this.finals.children].find((turn) => turn.getBoundingClientRect().bottom > top);
+    const before = anchor ? anchor.getBoundingClientRect().top : 0;
+    change();
+    if (anchor && anchor.isConnected) s.scrollTop += anchor.getBoundingClientRect().top - before;
   }
 
   scrollToEnd() {
@@ -128,6 +173,56 @@ export function followScrolling(scroller) {
     const atBottom = scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 40;
     scroller.dataset.follow = atBottom ? "true" : "false";
   });
+}
+
+function spokenAt(message) {
+  const when = message.spoken_at ? new Date(message.spoken_at) : null;
+  return when && !Number.isNaN(when.getTime()) ? when : null;
+}
+
+function finalSpan(message) {
+  const attrs = {
+    class: "final",
+    "data-utterance-id": String(message.utterance_id),
+    "data-speaker": message.speaker,
+    "data-start": message.start,
+    "data-end": message.end,
+    "data-source": message.source || "live",
+  };
+  if (message.spoken_at) attrs["data-spoken-at"] = message.spoken_at;
+  return el("span", attrs, el("span", { class: "text", text: message.text }), " ");
+}
+
+function turnItem(message, span) {
+  const when = spokenAt(message) || new Date();
+  return el(
+    "li",
+    { class: "turn", "data-speaker": message.speaker, "data-speaker-id": String(message.speaker_id ?? "") },
+    el(
+      "div",
+      { class: "turn-head" },
+      el("span", { class: "who", text: message.speaker }),
+      " ",
+      el("time", { dateTime: when.toISOString(), text: formatClock(when) }),
+    ),
+    el("p", { class: "turn-text" }, span),
+  );
+}
+
+/** Whether a final belongs to the turn `item` (same speaker, no long pause since its last utterance). */
+function continuesTurn(item, message) {
+  const sameSpeaker =
+    message.speaker_id !== undefined && item.dataset.speakerId
+      ? item.dataset.speakerId === String(message.speaker_id)
+      : item.dataset.speaker === message.speaker;
+  if (!sameSpeaker) return false;
+  const previous = item.querySelector(".turn-text")?.lastElementChild;
+  const now = spokenAt(message);
+  if (!previous || !now || !previous.dataset.spokenAt) return true;
+  const ended =
+    new Date(previous.dataset.spokenAt).getTime() +
+    (Number(previous.dataset.end) - Number(previous.dataset.start)) * 1000;
+  return (now.getTime() - ended) / 1000 <= MAX_PAUSE_S;
 }
 
 function wordsAfterCommonPrefix(stable, update) {

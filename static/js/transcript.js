@@ -1,7 +1,8 @@
-// The transcript page: utterances by speaker and time, playback with word seeking and highlighting,
-// corrections through the REST API, and a client-side search.
+// The transcript page: turns (one speaker's consecutive utterances as one paragraph), playback
+// with word seeking and highlighting, corrections of an utterance through the REST API, a
+// client-side search, and while the post-session pass runs its progress, then its transcript.
 
-import { el, formatSeconds } from "./lines.js";
+import { el, formatClock, formatSeconds } from "./lines.js";
 import { csrfToken, pageConfig, showProblem } from "./page.js";
 
 const config = pageConfig();
@@ -18,9 +19,39 @@ for (const audio of document.querySelectorAll("audio[data-speaker-id]")) {
 
 function render() {
   wordsBySpeaker.clear();
-  list.replaceChildren(...config.utterances.map(renderUtterance));
+  const byId = new Map(config.utterances.map((u) => [u.id, u]));
+  list.replaceChildren(
+    ...config.turns.map((turn) => renderTurn(turn, turn.utterance_ids.map((id) => byId.get(id)).filter(Boolean))),
+  );
   for (const words of wordsBySpeaker.values()) words.sort((a, b) => a.start - b.start);
   applyFilter();
+}
+
+function renderTurn(turn, utterances) {
+  const speakerId = String(turn.speaker_id);
+  const head = el("div", { class: "turn-head" }, el("span", { class: "who", text: turn.speaker }));
+  const when = turn.spoken_at ? new Date(turn.spoken_at) : null;
+  if (when && !Number.isNaN(when.getTime())) {
+    head.append(el("time", { dateTime: when.toISOString(), text: formatClock(when) }));
+  }
+  head.append(el("span", { class: "when", text: `${formatSeconds(turn.start)} – ${formatSeconds(turn.end)}` }));
+  if (players.has(speakerId)) {
+    head.append(
+      el("button", {
+        type: "button",
+        class: "play",
+        text: "▶ Play",
+        "aria-label": `Play ${turn.speaker} from ${formatSeconds(turn.start)}`,
+        onclick: () => seek(speakerId, turn.start),
+      }),
+    );
+  }
+  return el(
+    "li",
+    { class: "turn", "data-speaker": turn.speaker, "data-speaker-id": speakerId },
+    head,
+    el("div", { class: "turn-text" }, ...utterances.map(renderUtterance)),
+  );
 }
 
 function wordSpans(utterance) {
@@ -44,49 +75,40 @@ function wordSpans(utterance) {
 }
 
 function renderUtterance(u) {
-  const speakerId = String(u.speaker_id);
-  const hasAudio = players.has(speakerId);
-  const actions = el("div", { class: "utt-actions" });
-  if (hasAudio) {
-    actions.append(
-      el("button", {
-        type: "button",
-        class: "play",
-        text: "▶ Play",
-        "aria-label": `Play ${u.speaker} from ${formatSeconds(u.start)}`,
-        onclick: () => seek(speakerId, u.start),
-      }),
-    );
-  }
-  if (config.canCorrect) {
-    actions.append(el("button", { type: "button", class: "edit", text: "Correct", onclick: () => edit(u, item) }));
-  }
-  const body = el("div", { class: "utt-body" });
+  const item = el("span", {
+    class: "utt",
+    "data-utterance-id": u.id,
+    "data-speaker": u.speaker,
+    "data-source": u.source || "live",
+  });
   if (u.corrected_text) {
-    body.append(
-      el("p", { class: "text corrected", text: u.corrected_text }),
+    item.append(
+      el("span", { class: "text corrected", text: u.corrected_text }),
+      " ",
       el(
-        "p",
+        "span",
         { class: "original" },
-        el("span", { class: "label", text: `Original (corrected by ${u.corrected_by || "a reviewer"}): ` }),
+        el("span", { class: "label", text: `(original, corrected by ${u.corrected_by || "a reviewer"}: ` }),
         ...wordSpans(u),
+        ")",
       ),
     );
   } else {
-    body.append(el("p", { class: "text" }, ...wordSpans(u)));
+    item.append(el("span", { class: "text" }, ...wordSpans(u)));
   }
-  const item = el(
-    "li",
-    { class: "utt", "data-utterance-id": u.id, "data-speaker": u.speaker },
-    el(
-      "div",
-      { class: "utt-head" },
-      el("span", { class: "who", text: u.speaker }),
-      el("span", { class: "when", text: `${formatSeconds(u.start)} – ${formatSeconds(u.end)}` }),
-      actions,
-    ),
-    body,
-  );
+  if (config.canCorrect) {
+    item.append(
+      el("button", {
+        type: "button",
+        class: "edit",
+        text: "✎",
+        title: "Correct this utterance",
+        "aria-label": "Correct",
+        onclick: () => edit(u, item),
+      }),
+    );
+  }
+  item.append(" ");
   return item;
 }
 
@@ -157,7 +179,7 @@ function edit(u, item) {
       "div",
       { class: "row" },
       el("button", { type: "submit", class: "primary", text: "Save" }),
-      el("button", { type: "button", text: "Cancel", onclick: () => item.replaceWith(renderUtterance(u)) }),
+      el("button", { type: "button", text: "Cancel", onclick: () => render() }),
     ),
   );
   form.addEventListener("submit", async (event) => {
@@ -175,10 +197,68 @@ function edit(u, item) {
     }
     const saved = await response.json();
     Object.assign(u, { corrected_text: saved.corrected_text, corrected_by: saved.corrected_by || "" });
-    render();
+    // --- the post-session pass ----------------------------------------------------------------
+
+const REFINE_POLL_MS = 3000;
+const refineStatus = $("refine-status");
+
+function showRefineState(state, progress) {
+  const text = {
+    refining: `Refining the transcript… ${Math.round(progress || 0)}%`,
+    failed: "The transcript could not be refined; this is the live transcript.",
+  }[state];
+  refineStatus.textContent = text || "";
+  refineStatus.hidden = !text;
+}
+
+/** The page's transcript as the server renders it now (its page-config), shown in place. */
+async function reloadTranscript() {
+  const response = await fetch(window.location.href, { credentials: "same-origin" });
+  if (!response.ok) throw new Error(response.statusText);
+  const page = new DOMParser().parseFromString(await response.text(), "text/html");
+  const fresh = JSON.parse(page.getElementById("page-config").textContent);
+  Object.assign(config, { utterances: fresh.utterances, turns: fresh.turns });
+  render();
+}
+
+async function pollRefining() {
+  let session;
+  try {
+    const response = await fetch(`/api/sessions/${config.sessionId}/`, {
+      credentials: "same-origin",
+      headers: { Accept: "application/json" },
+    });
+    if (!response.ok) throw new Error(response.statusText);
+    session = await response.json();
+  } catch {
+    setTimeout(pollRefining, REFINE_POLL_MS * 2); // a blip: try again a little later
+    return;
+  }
+  if (session.transcript_state === "refining") {
+    showRefineState("refining", session.refine_progress);
+    setTimeout(pollRefining, REFINE_POLL_MS);
+    return;
+  }
+  showRefineState(session.transcript_state);
+  if (session.transcript_state === "final") {
+    try {
+      await reloadTranscript();
+    } catch (error) {
+      showProblem(problems, `The refined transcript could not be loaded: ${error.message}. Reload the page.`);
+    }
+  }
+}
+
+render();
+if (config.transcriptState === "refining") {
+  showRefineState("refining", config.refineProgress);
+  setTimeout(pollRefining, REFINE_POLL_MS);
+} else {
+  showRefineState(config.transcriptState);
+}
     list.querySelector(`[data-utterance-id="${u.id}"] .edit`)?.focus();
   });
-  item.querySelector(".utt-body").replaceChildren(form);
+  item.replaceChildren(form);
   box.focus();
 }
 
@@ -189,13 +269,19 @@ const speakerFilter = $("speaker-filter");
 function applyFilter() {
   const needle = search.value.trim().toLowerCase();
   const speaker = speakerFilter.value;
+  const byId = new Map(config.utterances.map((u) => [String(u.id), u]));
   let shown = 0;
-  for (const item of list.children) {
-    const u = config.utterances.find((row) => String(row.id) === item.dataset.utteranceId);
-    const haystack = `${u.text} ${u.corrected_text}`.toLowerCase();
-    const visible = (!needle || haystack.includes(needle)) && (!speaker || u.speaker === speaker);
-    item.hidden = !visible;
-    if (visible) shown += 1;
+  for (const turn of list.children) {
+    let any = false;
+    for (const item of turn.querySelectorAll(".utt")) {
+      const u = byId.get(item.dataset.utteranceId);
+      const haystack = `${u.text} ${u.corrected_text}`.toLowerCase();
+      const visible = (!needle || haystack.includes(needle)) && (!speaker || u.speaker === speaker);
+      item.hidden = !visible;
+      if (visible) shown += 1;
+      any ||= visible;
+    }
+    turn.hidden = !any;
   }
   $("search-count").textContent =
     needle || speaker ? `${shown} of ${config.utterances.length} utterances match.` : "";
@@ -203,4 +289,62 @@ function applyFilter() {
 search.addEventListener("input", applyFilter);
 speakerFilter.addEventListener("change", applyFilter);
 
+// --- the post-session pass ----------------------------------------------------------------
+
+const REFINE_POLL_MS = 3000;
+const refineStatus = $("refine-status");
+
+function showRefineState(state, progress) {
+  const text = {
+    refining: `Refining the transcript… ${Math.round(progress || 0)}%`,
+    failed: "The transcript could not be refined; this is the live transcript.",
+  }[state];
+  refineStatus.textContent = text || "";
+  refineStatus.hidden = !text;
+}
+
+/** The page's transcript as the server renders it now (its page-config), shown in place. */
+async function reloadTranscript() {
+  const response = await fetch(window.location.href, { credentials: "same-origin" });
+  if (!response.ok) throw new Error(response.statusText);
+  const page = new DOMParser().parseFromString(await response.text(), "text/html");
+  const fresh = JSON.parse(page.getElementById("page-config").textContent);
+  Object.assign(config, { utterances: fresh.utterances, turns: fresh.turns });
+  render();
+}
+
+async function pollRefining() {
+  let session;
+  try {
+    const response = await fetch(`/api/sessions/${config.sessionId}/`, {
+      credentials: "same-origin",
+      headers: { Accept: "application/json" },
+    });
+    if (!response.ok) throw new Error(response.statusText);
+    session = await response.json();
+  } catch {
+    setTimeout(pollRefining, REFINE_POLL_MS * 2); // a blip: try again a little later
+    return;
+  }
+  if (session.transcript_state === "refining") {
+    showRefineState("refining", session.refine_progress);
+    setTimeout(pollRefining, REFINE_POLL_MS);
+    return;
+  }
+  showRefineState(session.transcript_state);
+  if (session.transcript_state === "final") {
+    try {
+      await reloadTranscript();
+    } catch (error) {
+      showProblem(problems, `The refined transcript could not be loaded: ${error.message}. Reload the page.`);
+    }
+  }
+}
+
 render();
+if (config.transcriptState === "refining") {
+  showRefineState("refining", config.refineProgress);
+  setTimeout(pollRefining, REFINE_POLL_MS);
+} else {
+  showRefineState(config.transcriptState);
+}

@@ -80,7 +80,7 @@ def test_a_speaker_streams_a_viewer_follows_and_the_transcript_plays_from_a_word
         for final in finals:
             line = viewer.locator(f'#finals [data-utterance-id="{final["id"]}"] .text')
             expect(line).to_have_text(final["text"], timeout=10_000)
-        expect(viewer.locator("#finals .final .who").first).to_have_text("alice")
+        expect(viewer.locator("#finals .turn .who").first).to_have_text("alice")
         viewer.get_by_role("button", name="Larger text").click()
         screenshot(viewer, "captions-phone")
 

@@ -91,7 +91,8 @@ def test_exports_label_speakers_in_every_format(user, session_with_talk):
     api = _client(user)
     base = f"/api/sessions/{session_with_talk.id}/export/"
     txt = api.get(base, {"format": "txt"}).content.decode()
-    assert txt.splitlines()[1] == "bob: Morning, the budget is ready."
+    # One block per turn: "speaker [time]", then the paragraph.
+    assert txt.split("\n\n")[1].startswith("bob [0:00:02]\nMorning, the budget is ready.")
     srt = api.get(base, {"format": "srt"})
     assert srt["Content-Type"].startswith("application/x-subrip")
     assert srt.content.decode().startswith("1\n00:00:00,000 --> 00:00:02,000\nalice: Good morning")
@@ -127,3 +128,31 @@ def test_an_utterance_of_another_session_is_not_found(user, make_session, sessio
     other = make_session(user, "Other")
     utterance = session_with_talk.utterances.first()
     assert _client(user).get(f"/api/sessions/{other.id}/utterances/{utterance.pk}/").status_code == 404
+
+
+def test_the_utterance_list_serves_the_current_version_unless_asked_for_all(user, session_with_talk):
+    api = _client(user)
+    url = f"/api/sessions/{session_with_talk.id}/utterances/"
+    first = session_with_talk.utterances.get(sequence=1)
+    refined = Utterance.objects.create(
+        session=session_with_talk, speaker=user, sequence=4, start_s=0.0, end_s=2.0, text="Good morning, everyone.",
+        source=Utterance.Source.REFINED,
+    )  # fmt: skip
+    first.superseded_by = refined
+    first.save(update_fields=["superseded_by"])
+
+    current = api.get(url).json()["results"]
+    assert [u["id"] for u in current] == [
+        refined.pk,
+        *session_with_talk.utterances.filter(sequence__in=[2, 3]).order_by("sequence").values_list("pk", flat=True),
+    ]
+    assert current[0]["source"] == "refined" and current[0]["superseded_by"] is None and "spoken_at" in current[0]
+
+    every = api.get(url, {"versions": "all"}).json()["results"]
+    assert [u["sequence"] for u in every] == [1, 2, 3, 4]
+    assert every[0]["superseded_by"] == refined.pk and every[0]["source"] == "live"
+    assert api.get(url, {"versions": "some"}).json()["code"] == "BAD_FILTER"
+    # The export serves the current version too, and keeps its segments.
+    segments = api.get(f"/api/sessions/{session_with_talk.id}/export/", {"format": "json"}).json()["segments"]
+    assert segments[0]["text"] == "Good morning, everyone."
+    assert "Good morning everyone." not in [s["text"] for s in segments]

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 import json
 import re
 
 import pytest
+from django.utils import timezone
 
 from sessions_app import exports
 from sessions_app.exports import MAX_LINE_CHARS, Piece, split_into_cues, to_srt, to_txt, to_vtt
@@ -119,3 +121,71 @@ def test_job_export_uses_the_segments(user):
     assert "00:00:00,000 --> 00:00:01,500" in exports.export_job(job, "srt").content
     with pytest.raises(ValueError, match="format"):
         exports.export_job(job, "docx")
+
+
+@pytest.fixture
+def revised_talk(user, make_user, make_session):
+    """alice says two fragments (the first superseded by a refined row), bob answers, alice again."""
+    session = make_session(user)
+    bob = make_user("bob")
+    t0 = timezone.now().replace(microsecond=0)
+    rows = [
+        (user, 0.0, 1.0, "helo every", "live"),
+        (user, 1.2, 2.0, "one today.", "live"),
+        (bob, 2.5, 3.5, "Hi alice.", "live"),
+        (user, 0.0, 2.0, "Hello everyone, today.", "refined"),
+        (user, 4.0, 5.0, "Let us start.", "live"),
+    ]
+    made = [
+        Utterance.objects.create(
+            session=session, speaker=speaker, sequence=i, start_s=start, end_s=end, text=text, source=source,
+            spoken_at=t0 + dt.timedelta(seconds=start),
+        )
+        for i, (speaker, start, end, text, source) in enumerate(rows, start=1)
+    ]  # fmt: skip
+    for old in made[:2]:
+        old.superseded_by = made[3]
+        old.save(update_fields=["superseded_by"])
+    return session, made
+
+
+def test_session_exports_leave_superseded_rows_out(revised_talk):
+    session, made = revised_talk
+    for fmt in exports.FORMATS:
+        content = exports.export_session(session, fmt).content
+        assert "helo every" not in content and "one today." not in content, fmt
+        assert "Hello everyone, today." in content, fmt
+    data = json.loads(exports.export_session(session, "json").content)
+    assert [s["utterance_id"] for s in data["segments"]] == [made[3].pk, made[2].pk, made[4].pk]
+    assert all({"text", "speaker", "start", "end", "words"} <= set(s) for s in data["segments"])
+    assert data["segments"][0]["source"] == "refined"
+
+
+def test_session_json_and_txt_group_utterances_into_turns(revised_talk, user, make_user):
+    session, made = revised_talk
+    # bob's line ends alice's first turn; her next line starts a new one.
+    data = json.loads(exports.export_session(session, "json").content)
+    assert [(t["speaker"], t["utterance_ids"]) for t in data["turns"]] == [
+        ("alice", [made[3].pk]), ("bob", [made[2].pk]), ("alice", [made[4].pk]),
+    ]  # fmt: skip
+    turn = data["turns"][0]
+    assert turn["text"] == "Hello everyone, today." and (turn["start"], turn["end"]) == (0.0, 2.0)
+    # Another line of bob's right after his first joins his turn, one paragraph in TXT.
+    Utterance.objects.filter(pk=made[4].pk).update(speaker=made[2].speaker)
+    text = exports.export_session(session, "txt").content
+    blocks = text.strip().split("\n\n")
+    assert len(blocks) == 2
+    header, paragraph = blocks[1].split("\n")
+    assert re.fullmatch(r"bob \[\d{2}:\d{2}:\d{2}\]", header), header
+    assert paragraph == "Hi alice. Let us start."
+    assert blocks[0].startswith("alice [")
+
+
+def test_srt_keeps_one_cue_run_per_utterance(revised_talk):
+    session, _ = revised_talk
+    blocks = exports.export_session(session, "srt").content.strip().split("\n\n")
+    assert [b.split("\n")[2] for b in blocks] == [
+        "alice: Hello everyone, today.",
+        "bob: Hi alice.",
+        "alice: Let us start.",
+    ]
