@@ -8,6 +8,7 @@ import time
 import pytest
 from playwright.sync_api import expect
 
+from sessions_app.models import Utterance
 from tests.browser.conftest import PASSWORD, sign_in, wait_until
 from tests.speech import word_error_rate
 
@@ -44,6 +45,20 @@ def _wait_for_clip_finals(page, clip, timeout_s: float = 150) -> list[dict]:
     pytest.fail(f"no finals close to {clip.text!r}; got {finals!r}")
 
 
+SHOWN_IDS = "() => [...document.querySelectorAll('#finals .final')].map((final) => final.dataset.utteranceId)"
+
+
+def _wait_for_current_version(page, session, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        shown = page.evaluate(SHOWN_IDS)
+        current = [str(pk) for pk in Utterance.objects.current().filter(session=session).values_list("pk", flat=True)]
+        if shown and sorted(shown) == sorted(current):
+            return
+        time.sleep(0.5)
+    pytest.fail(f"the page shows {shown}, the current transcript is {current}")
+
+
 def test_a_speaker_streams_a_viewer_follows_and_the_transcript_plays_from_a_word(
     site, browser, make_user, make_session, speech_clip, screenshot
 ):
@@ -71,9 +86,13 @@ def test_a_speaker_streams_a_viewer_follows_and_the_transcript_plays_from_a_word
         # The meter follows the voice, so it reads 0 between words: wait for it to move.
         wait_until(page, "document.getElementById('mic-level').value > 0", timeout=10_000)
 
-        finals = _wait_for_clip_finals(page, speech_clip)
+        _wait_for_clip_finals(page, speech_clip)
         page.get_by_role("button", name="Stop microphone").click()
         expect(page.locator("#stt-state")).to_have_text("Idle", timeout=60_000)
+        # The engine re-decodes each finished turn (stt_revised replaces its finals in place):
+        # wait until the page shows the current version, then read it.
+        _wait_for_current_version(page, session)
+        finals = _wait_for_clip_finals(page, speech_clip)
         screenshot(page, "live-finals")
 
         # The caption viewer (no account, share token only) saw the same finals.
