@@ -105,3 +105,93 @@ def test_a_revised_turn_replaces_its_fragments_on_the_live_and_caption_pages(
     finally:
         speaker_context.close()
         viewer_context.close()
+
+
+# Applies an stt_revised to the page's own transcript list through the page's module (a second
+# LiveTranscript on the same elements), and reports where the reader's view was before and after.
+APPLY_REVISION = """
+async ({ replaces, utterances, scrollTo }) => {
+  const { LiveTranscript } = await import('/static/js/lines.js');
+  const scroller = document.getElementById('caption-scroller');
+  const transcript = new LiveTranscript(
+    document.getElementById('finals'), document.getElementById('partials'), scroller);
+  if (scrollTo === 'bottom') scroller.scrollTop = scroller.scrollHeight;
+  else scroller.scrollTop = document.querySelector(scrollTo).offsetTop - scroller.offsetTop;
+  scroller.dispatchEvent(new Event('scroll'));
+  const top = scroller.getBoundingClientRect().top;
+  const firstInView = () => [...document.querySelectorAll('#finals .turn')]
+    .find((turn) => turn.getBoundingClientRect().bottom > top);
+  const anchor = firstInView();
+  const before = anchor.getBoundingClientRect().top;
+  const mutations = [];
+  const observer = new MutationObserver((records) => mutations.push(records.length));
+  observer.observe(document.getElementById('finals'), { subtree: true, childList: true });
+  transcript.handle({ type: 'stt_revised', speaker: 'alice', speaker_id: 0, replaces, utterances });
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  observer.disconnect();
+  return {
+    moved: anchor.getBoundingClientRect().top - before,
+    atBottom: scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 2,
+    batches: mutations.length,
+  };
+}
+"""
+
+
+def test_a_revision_keeps_the_readers_view_where_it_was(site, browser, make_user, make_session):
+    alice = make_user("alice", password=PASSWORD)
+    bob = make_user("bob")
+    session = make_session(alice, "Long meeting", "en")
+    rows = []
+    for i in range(40):
+        speaker = alice if i % 4 < 2 else bob  # turns of two utterances each
+        rows.append(
+            Utterance.objects.create(
+                session=session, speaker=speaker, sequence=i + 1, start_s=i * 3.0, end_s=i * 3.0 + 2.5,
+                text=f"Line {i} of the meeting, " + "with some words to fill it " * 2,
+            )
+        )  # fmt: skip
+    context = browser.new_context(viewport={"width": 800, "height": 600})
+    try:
+        page = context.new_page()
+        page.goto(f"{site.url}/captions/{session.pk}/?token={session.share_token}")
+        expect(page.locator("#finals .turn")).to_have_count(20)
+
+        def revised(pk: int, text: str) -> dict:
+            return {"utterance_id": pk, "text": text, "start": 0.0, "end": 1.0, "source": "refined"}
+
+        # Scrolled up to the middle, a turn above the view gets a much longer version: the view stays.
+        longer = "A far longer refined version of these lines. " * 12
+        result = page.evaluate(
+            APPLY_REVISION,
+            {
+                "replaces": [rows[4].pk, rows[5].pk],
+                "utterances": [revised(9001, longer)],
+                "scrollTo": ".turn:nth-child(10)",
+            },
+        )
+        assert abs(result["moved"]) < 1 and result["batches"] == 1, result
+        assert page.locator('#finals .final[data-utterance-id="9001"]').count() == 1
+        assert page.locator(f'#finals .final[data-utterance-id="{rows[4].pk}"]').count() == 0
+        assert page.locator(f'#finals .final[data-utterance-id="{rows[5].pk}"]').count() == 0
+        # In the same turn, where the first replaced line was.
+        turn = page.locator("#finals .turn").nth(2)
+        expect(turn.locator(".final")).to_have_count(1)
+        expect(turn.locator(".final .text")).to_have_text(longer.strip())
+
+        # A reader at the bottom stays at the bottom, whatever changes.
+        result = page.evaluate(
+            APPLY_REVISION,
+            {
+                "replaces": [rows[38].pk],
+                "utterances": [revised(9002, "x"), revised(9003, longer)],
+                "scrollTo": "bottom",
+            },
+        )
+        assert result["atBottom"] and result["batches"] == 1, result
+        last_turn = page.locator("#finals .turn").last
+        expect(last_turn.locator(".final")).to_have_count(3)
+        ids = last_turn.locator(".final").evaluate_all("(nodes) => nodes.map((n) => n.dataset.utteranceId)")
+        assert ids == ["9002", "9003", str(rows[39].pk)]
+    finally:
+        context.close()
