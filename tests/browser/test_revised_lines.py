@@ -8,7 +8,7 @@ import time
 import pytest
 from playwright.sync_api import expect
 
-from sessions_app.models import Utterance
+from sessions_app.models import TranscriptionSession, Utterance
 from tests.browser.conftest import PASSWORD, sign_in, wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -193,5 +193,40 @@ def test_a_revision_keeps_the_readers_view_where_it_was(site, browser, make_user
         expect(last_turn.locator(".final")).to_have_count(3)
         ids = last_turn.locator(".final").evaluate_all("(nodes) => nodes.map((n) => n.dataset.utteranceId)")
         assert ids == ["9002", "9003", str(rows[39].pk)]
+    finally:
+        context.close()
+
+
+def test_the_transcript_page_shows_the_refining_progress_then_the_final_transcript(
+    site, browser, make_user, make_session, screenshot
+):
+    alice = make_user("alice", password=PASSWORD)
+    session = make_session(alice, "Ended meeting", "en")
+    live = Utterance.objects.create(
+        session=session, speaker=alice, sequence=1, start_s=0.0, end_s=2.0, text="helo wold"
+    )
+    TranscriptionSession.objects.filter(pk=session.pk).update(transcript_state="refining", refine_progress=40)
+    context = browser.new_context(viewport={"width": 1100, "height": 700})
+    try:
+        page = context.new_page()
+        sign_in(page, site, "alice")
+        page.goto(f"{site.url}/sessions/{session.pk}/transcript/")
+        expect(page.locator("#refine-status")).to_have_text("Refining the transcript… 40%")
+        expect(page.locator(f'#utterances [data-utterance-id="{live.pk}"]')).to_have_count(1)
+        TranscriptionSession.objects.filter(pk=session.pk).update(refine_progress=70)
+        expect(page.locator("#refine-status")).to_have_text("Refining the transcript… 70%", timeout=10_000)
+        screenshot(page, "transcript-refining")
+
+        archive = Utterance.objects.create(
+            session=session, speaker=alice, sequence=2, start_s=0.0, end_s=2.0, text="Hello world.",
+            source=Utterance.Source.ARCHIVE,
+        )  # fmt: skip
+        Utterance.objects.filter(pk=live.pk).update(superseded_by=archive)
+        TranscriptionSession.objects.filter(pk=session.pk).update(transcript_state="final", refine_progress=100)
+        expect(page.locator(f'#utterances [data-utterance-id="{archive.pk}"] .text')).to_have_text(
+            "Hello world.", timeout=10_000
+        )
+        expect(page.locator(f'#utterances [data-utterance-id="{live.pk}"]')).to_have_count(0)
+        expect(page.locator("#refine-status")).to_be_hidden()
     finally:
         context.close()
