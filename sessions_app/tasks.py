@@ -1,4 +1,4 @@
-"""Celery tasks: batch transcription of uploaded files.
+"""Celery tasks: batch transcription of uploaded files, and the post-session pass of ended sessions.
 
 Each worker process keeps the Whisper models it has loaded (``_MODELS``), so only the first
 job of a process pays for loading. Progress goes to the database at most once a second;
@@ -146,6 +146,26 @@ def transcribe_job(job_id: str) -> str:
         finished_at=timezone.now(),
     )
     return BatchJob.Status.DONE
+
+
+@shared_task(
+    name="sessions_app.post_session_pass",
+    time_limit=settings.CELERY_TASK_TIME_LIMIT,
+    soft_time_limit=settings.CELERY_TASK_SOFT_TIME_LIMIT,
+)
+def post_session_pass(session_id: str) -> str:
+    """Transcribe an ended session's recordings again and make that its transcript (see post_session)."""
+    from sessions_app.meeting_record.post_session import run_post_session_pass
+
+    return run_post_session_pass(session_id, model_loader=cached_model)
+
+
+@shared_task(name="sessions_app.auto_end_session")
+def auto_end_session(session_id: str) -> bool:
+    """End a session nobody has streamed in for ``STT_SESSION_AUTO_END_S``; returns whether it did."""
+    from sessions_app.meeting_record.post_session import auto_end_if_idle
+
+    return auto_end_if_idle(session_id)
 
 
 @worker_ready.connect

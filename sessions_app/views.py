@@ -14,6 +14,7 @@ from sessions_app import access, actions
 from sessions_app.exports import turn_fields
 from sessions_app.file_responses import ranged_file_response
 from sessions_app.forms import AddMemberForm, NewSessionForm, SignUpForm
+from sessions_app.meeting_record.post_session import end_session
 from sessions_app.meeting_record.turns import Turn, group_into_turns
 from sessions_app.models import SessionMember, TranscriptionSession, Utterance
 
@@ -186,7 +187,7 @@ def remove_member(request: HttpRequest, session_id, username: str) -> HttpRespon
 @require_POST
 def close_session(request: HttpRequest, session_id) -> HttpResponse:
     session = access.access_session_as_owner(request.user, session_id)
-    session.close()
+    end_session(session, request.user)
     messages.success(request, f"Session “{session.title}” closed.")
     return redirect("session-list")
 

@@ -275,6 +275,13 @@ STT_BATCH_BEAM_SIZE = env_int("STT_BATCH_BEAM_SIZE", 1, minimum=1, maximum=10)
 STT_BATCH_CPU_THREADS = env_int("STT_BATCH_CPU_THREADS", 0, minimum=0, maximum=64)
 BATCH_HEARTBEAT_S = env_int("BATCH_HEARTBEAT_S", 30, minimum=1)
 BATCH_STALE_AFTER_S = env_int("BATCH_STALE_AFTER_S", 300, minimum=10)
+# The post-session pass (sessions_app/meeting_record/post_session.py): each speaker's recording is
+# transcribed again as a whole (beam 5 by default, whatever batch jobs use) once the session ends.
+# It waits up to STT_END_WAIT_S for the live streams to finish their last finals first. A session
+# ends by itself STT_SESSION_AUTO_END_S after its last stream stopped (0: never).
+STT_ARCHIVE_BEAM_SIZE = env_int("STT_ARCHIVE_BEAM_SIZE", 5, minimum=1, maximum=10)
+STT_END_WAIT_S = env_int("STT_END_WAIT_S", 90, minimum=0, maximum=3600)
+STT_SESSION_AUTO_END_S = env_int("STT_SESSION_AUTO_END_S", 600, minimum=0, maximum=7 * 24 * 3600)
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 

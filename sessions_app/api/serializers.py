@@ -62,8 +62,11 @@ class SessionSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = TranscriptionSession
-        fields = ["id", "title", "language", "status", "owner", "role", "share_token", "created_at", "ended_at"]
-        read_only_fields = ["id", "status", "owner", "role", "share_token", "created_at", "ended_at"]
+        fields = [
+            "id", "title", "language", "status", "owner", "role", "share_token", "created_at", "ended_at",
+            "transcript_state", "refine_progress", "refine_error_code",
+        ]  # fmt: skip
+        read_only_fields = [f for f in fields if f not in ("title", "language")]
 
     def _user(self):
         request = self.context.get("request")

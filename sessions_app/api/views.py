@@ -27,6 +27,7 @@ from sessions_app.api.serializers import (
 )
 from sessions_app.file_responses import ranged_file_response
 from sessions_app.jobs import do_create_job, do_delete_job, fail_stale_jobs
+from sessions_app.meeting_record.post_session import end_session
 from sessions_app.models import BatchJob, SessionMember, Utterance
 from sessions_app.uploads import UploadRejectedError, check_upload
 
@@ -215,6 +216,19 @@ class SessionViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Retr
             form.is_valid(raise_exception=True)
             utterance.correct(form.validated_data["corrected_text"], request.user)
         return Response(UtteranceSerializer(utterance).data)
+
+    @extend_schema(request=None, responses={202: SessionSerializer, 403: ErrorSerializer, 404: ErrorSerializer})
+    @action(detail=True, methods=["post"], url_path="end", url_name="end")
+    def end(self, request: Request, pk=None) -> Response:
+        """Owner only: end the session (its streams stop) and queue the post-session pass.
+
+        Again on an ended session whose pass failed or finished: the pass runs again.
+        """
+        session = self.get_object()
+        if session.owner_id != request.user.pk:
+            raise PermissionDenied("Only the session's owner may end it.")
+        session = end_session(session, request.user)
+        return Response(self.get_serializer(session).data, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(request=None, responses={200: OpenApiTypes.OBJECT, 404: ErrorSerializer})
     @action(detail=True, methods=["post"], url_path="share-token", url_name="share-token")
