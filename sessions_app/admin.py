@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from django.contrib import admin
+from django.db.models import F
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
 from sessions_app.actions import do_rotate_share_token, notify_access_changed
+from sessions_app.meeting_record.post_session import end_session
 from sessions_app.models import AudioRecording, BatchJob, SessionMember, TranscriptionSession, Utterance
 
 
@@ -24,12 +26,24 @@ class SessionMemberInline(admin.TabularInline):
 
 
 class UtteranceInline(admin.TabularInline):
+    """Every version of every utterance: the current transcript first (in spoken order), then the rest."""
+
     model = Utterance
+    fk_name = "session"
     extra = 0
-    fields = ["sequence", "speaker", "start_s", "end_s", "text", "corrected_text", "confidence"]
-    readonly_fields = ["sequence", "speaker", "start_s", "end_s", "text", "confidence"]
-    ordering = ["sequence"]
+    fields = ["sequence", "speaker", "start_s", "end_s", "text", "corrected_text", "confidence", "source",
+              "superseded_by"]  # fmt: skip
+    readonly_fields = ["sequence", "speaker", "start_s", "end_s", "text", "confidence", "source", "superseded_by"]
     show_change_link = True
+
+    def get_queryset(self, request):
+        # Current rows (superseded_by empty) first; within each group in spoken order.
+        return (
+            super()
+            .get_queryset(request)
+            .select_related("speaker", "superseded_by")
+            .order_by(F("superseded_by").asc(nulls_first=True), "spoken_at", "start_s", "sequence")
+        )
 
     def has_add_permission(self, request, obj=None) -> bool:
         return False
@@ -51,20 +65,32 @@ class AudioRecordingInline(admin.TabularInline):
 
 @admin.register(TranscriptionSession)
 class TranscriptionSessionAdmin(admin.ModelAdmin):
-    list_display = ["title", "owner", "status", "language", "created_at", "ended_at"]
-    list_filter = ["status", "language", "created_at"]
+    list_display = [
+        "title", "owner", "status", "transcript_state", "refine_progress", "language", "created_at", "ended_at",
+    ]  # fmt: skip
+    list_filter = ["status", "transcript_state", "refine_error_code", "language", "created_at"]
     search_fields = ["title", "owner__username", "utterances__text", "utterances__corrected_text"]
-    readonly_fields = ["id", "share_token", "created_at"]
+    readonly_fields = [
+        "id", "share_token", "created_at", "transcript_state", "refine_progress", "refine_error_code",
+        "refine_error", "refined_at", "streams_open", "last_stream_at",
+    ]  # fmt: skip
     autocomplete_fields = ["owner"]
     date_hierarchy = "created_at"
     inlines = [SessionMemberInline, AudioRecordingInline, UtteranceInline]
-    actions = ["new_share_link"]
+    actions = ["new_share_link", "run_post_session_pass"]
 
     @admin.action(description="Give a new share link (the old one stops working, its viewers are disconnected)")
     def new_share_link(self, request, queryset) -> None:
         for session in queryset:
             do_rotate_share_token(session)
         self.message_user(request, f"{len(queryset)} session(s) have a new share link.")
+
+    @admin.action(description="Run the post-session pass again (ends active sessions)")
+    def run_post_session_pass(self, request, queryset) -> None:
+        # force: a pass recorded as running whose worker died would otherwise never run again.
+        for session in queryset:
+            end_session(session, request.user, force=True)
+        self.message_user(request, f"The post-session pass is queued for {len(queryset)} session(s).")
 
     def save_related(self, request, form, formsets, change) -> None:
         super().save_related(request, form, formsets, change)
@@ -78,15 +104,27 @@ class TranscriptionSessionAdmin(admin.ModelAdmin):
 
 @admin.register(Utterance)
 class UtteranceAdmin(admin.ModelAdmin):
-    list_display = ["session", "sequence", "speaker", "start_s", "end_s", "short_text", "is_corrected"]
-    list_filter = ["language", "model_name", "created_at", ("corrected_at", admin.EmptyFieldListFilter)]
+    list_display = [
+        "session", "sequence", "speaker", "start_s", "end_s", "short_text", "source", "is_current", "is_corrected",
+    ]  # fmt: skip
+    list_filter = [
+        "source", ("superseded_by", admin.EmptyFieldListFilter), "language", "model_name", "created_at",
+        ("corrected_at", admin.EmptyFieldListFilter),
+    ]  # fmt: skip
     search_fields = ["text", "corrected_text", "session__title", "speaker__username"]
     list_select_related = ["session", "speaker"]
     readonly_fields = [
         "session", "speaker", "sequence", "start_s", "end_s", "text", "words", "language",
-        "confidence", "model_name", "corrected_by", "corrected_at", "created_at", "player",
-    ]
+        "confidence", "model_name", "corrected_by", "corrected_at", "created_at", "source", "stream_id",
+        "spoken_at", "superseded_by", "superseded_at", "player",
+    ]  # fmt: skip
     fields = [*readonly_fields[:8], "corrected_text", *readonly_fields[8:]]
+    # The current versions (superseded_by empty) are listed before the versions they replaced.
+    ordering = [F("superseded_by").asc(nulls_first=True), "session", "sequence"]
+
+    @admin.display(boolean=True, description="Current")
+    def is_current(self, obj: Utterance) -> bool:
+        return obj.is_current
 
     @admin.display(description="Text")
     def short_text(self, obj: Utterance) -> str:
