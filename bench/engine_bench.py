@@ -360,6 +360,8 @@ def main(argv: list[str] | None = None) -> dict:
                 "first_partial_s": r.first_partial_s,
                 "final_latency_s": r.final_latency_s,
                 "text": r.final_text,
+                "refined_text": r.refined_text,
+                "revision_latency_s": r.revision_latency_s,
                 "offline_text": r.offline_text,
                 "reference": r.reference,
             }

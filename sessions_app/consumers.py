@@ -57,7 +57,9 @@ class _EngineStream:
     relay: asyncio.Task | None = None
     released: bool = False  # given back to the pool
     stream_number: int = 0  # which stt_start of the connection it serves
-    saved: dict[int, int] = field(default_factory=dict)  # engine utterance_index -> Utterance id (for revisions)
+    # Engine utterance_index -> the Utterance ids that stand for it now (a final's row, or the rows
+    # of a revision, which carry the index of the first final they replaced): for revisions.
+    saved: dict[int, list[int]] = field(default_factory=dict)
 
 
 def session_group(session_id) -> str:
@@ -458,14 +460,16 @@ class StreamConsumer(_CaptionGroupMixin, AsyncWebsocketConsumer):
             utterance = await database_sync_to_async(do_save_final)(
                 self.session_id, self.user.pk, event.to_message(), clock_offset_s, self.stream_id
             )
-            stream.saved[event.utterance_index] = utterance.pk
+            stream.saved[event.utterance_index] = [utterance.pk]
             message = utterance_message(utterance, self.user.username)  # broadcast after the commit
         elif isinstance(event, events.Revised):
-            replaces = [stream.saved[index] for index in event.replaces if index in stream.saved]
+            replaces = [pk for index in event.replaces for pk in stream.saved.pop(index, [])]
             payload = event.to_message()["utterances"]
             applied = await database_sync_to_async(do_save_revision)(
                 self.session_id, self.user.pk, replaces, payload, clock_offset_s, self.stream_id
             )
+            if event.utterances:
+                stream.saved[event.utterances[0].utterance_index] = [u.pk for u in applied.created]
             if not applied.created:
                 return  # its finals were corrected or replaced meanwhile: nothing changed
             message = revision_message(applied, self.user.username, self.user.pk, self.session_id)

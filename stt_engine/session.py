@@ -29,7 +29,7 @@ import contextlib
 import math
 import time
 from collections import Counter, deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -187,6 +187,7 @@ class StreamingSession:
         self._converter = PcmConverter(sample_rate)
         self.models = models if models is not None else load_models(self.config)
         self._recognizer = Recognizer(self.config, self.models)
+        self._refiner = Recognizer(replace(self.config, final_window=self.config.refine_window), self.models)
         self._vad = VoiceActivityDetector(self.config, silero)
         self._load = load
         self._stabilizer = Stabilizer()
@@ -204,6 +205,11 @@ class StreamingSession:
         self._turn: _Turn | None = None
         self._ended_turns: deque[_Turn] = deque()
         self._previous_turn_text = ""
+        # The last refined turn, while the next may still be decoded together with it: what
+        # stands for it on the client (utterance indexes) and the text said before it.
+        self._last_refined: _Turn | None = None
+        self._last_refined_shown: list[int] = []
+        self._text_before_last = ""
         self._reset_utterance()
 
     # -- public API -----------------------------------------------------------------
@@ -466,7 +472,10 @@ class StreamingSession:
         context = self._live_context(now_sample)
         if context is not None:
             index = min(index, context.start)
-        turns = [*self._ended_turns, *([self._turn] if self._turn is not None else [])]
+        last = self._last_refined
+        if last is not None and self._turn is None and now_sample - last.end > self.config.refine_join_s * _SR:
+            self._last_refined = None  # no turn can join it any more
+        turns = [*self._ended_turns, *(t for t in (self._turn, self._last_refined) if t is not None)]
         return min([index, *(turn.start for turn in turns)])
 
     # -- turns and their refinement ----------------------------------------------------------
@@ -501,38 +510,60 @@ class StreamingSession:
         languages = Counter(final.language for final in turn.finals if final.language)
         return languages.most_common(1)[0][0] if languages else None
 
+    def _joined_with_last(self, turn: _Turn) -> tuple[_Turn, list[int], str] | None:
+        """The turn together with the last refined one, if it follows soon enough and both fit."""
+        cfg = self.config
+        last = self._last_refined
+        if (
+            last is None
+            or turn.start - last.end > cfg.refine_join_s * _SR
+            or (turn.end - last.start) / _SR > cfg.refine_max_turn_s
+            or last.start < self._buffer.start
+        ):
+            return None
+        joined = _Turn(start=last.start, end=turn.end, finals=[*last.finals, *turn.finals])
+        return joined, [*self._last_refined_shown, *(f.utterance_index for f in turn.finals)], self._text_before_last
+
     def _refine_turn(self, turn: _Turn) -> ev.Revised | None:
         """One decode of the whole turn; ``None`` when it said nothing or looks worse than the finals."""
         started = time.perf_counter()
-        audio = self._buffer.get(turn.start, turn.end)
-        prompt = " ".join(self._previous_turn_text.split()[-40:]) or None
+        joined = self._joined_with_last(turn)
+        if joined is not None:
+            turn, replaces, text_before = joined
+        else:
+            replaces, text_before = [f.utterance_index for f in turn.finals], self._previous_turn_text
+        end = min(turn.end + int(self.config.refine_tail_s * _SR), self._buffer.end)
+        audio = self._buffer.get(turn.start, end)
+        prompt = " ".join(text_before.split()[-40:]) or None
         with self._decoding(self.models.final_threads):
-            result = self._recognizer.final(audio, self._turn_language(turn), prompt)
+            result = self._refiner.final(audio, self._turn_language(turn), prompt)
         self.stats.refinements += 1
         self.stats.refine_seconds += time.perf_counter() - started
         live_words = sum(len(final.text.split()) for final in turn.finals)
         refined_words = len(result.text.split())
         if not result.segments or refined_words > 1.5 * live_words + 6:
             # Nothing, or far more words than the finals heard: a decode of the silence between
-            # the turn's utterances, not speech. The finals stay.
+            # the turn's utterances, not speech. What the client shows stays.
             self._previous_turn_text = " ".join(final.text for final in turn.finals)
+            self._last_refined = None
             return None
-        self._previous_turn_text = result.text
         first = turn.finals[0]
         onset = max(turn.start, int(first.start * _SR))
         utterances = []
         for segment in result.segments:
             confidence = float(np.mean([w.probability for w in segment.words])) if segment.words else 0.0
             piece = FinalResult(segment.text, result.language, confidence or result.confidence, segment.words)
-            final = self._make_final(piece, turn.start, turn.end, onset)
+            final = self._make_final(piece, turn.start, end, onset)
             if final is not None:
                 final.utterance_index = first.utterance_index
                 utterances.append(final)
         if not utterances:
+            self._last_refined = None
             return None
-        return ev.Revised(
-            replaces=[final.utterance_index for final in turn.finals], utterances=utterances, at=self._now()
-        )
+        self._previous_turn_text = result.text
+        self._last_refined, self._text_before_last = turn, text_before
+        self._last_refined_shown = [first.utterance_index]
+        return ev.Revised(replaces=replaces, utterances=utterances, at=self._now())
 
     def _context_of(self, final: ev.Final, audio_start: int, end: int) -> _Context | None:
         """The last ``context_max_s`` of a final's words and audio."""
