@@ -64,9 +64,14 @@ class Worker:
                 self.process.wait(timeout=10)
 
 
-def start_worker(settings_dict: dict, media_root: Path, log_path: Path, extra_env: dict | None = None) -> Worker:
-    """Start ``celery -A transcribe_site worker --pool=solo`` and wait until it is ready."""
-    queue = f"test-{uuid.uuid4().hex[:10]}"
+def start_worker(
+    settings_dict: dict, media_root: Path, log_path: Path, extra_env: dict | None = None, queue: str | None = None
+) -> Worker:
+    """Start ``celery -A transcribe_site worker --pool=solo`` and wait until it is ready.
+
+    ``queue``: the queue it serves (default: a new private name), for a server started before it.
+    """
+    queue = queue or f"test-{uuid.uuid4().hex[:10]}"
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "transcribe_site.settings",
