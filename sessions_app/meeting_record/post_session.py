@@ -150,16 +150,17 @@ def auto_end_if_idle(session_id, now: dt.datetime | None = None) -> bool:
     if not delay:
         return False
     now = now or timezone.now()
-    session = TranscriptionSession.objects.filter(pk=session_id).first()
-    if (
-        session is None
-        or not session.is_active
-        or session.streams_open > 0
-        or session.last_stream_at is None
-        or now - session.last_stream_at < dt.timedelta(seconds=delay)
-    ):
-        return False
-    end_session(session, None)
+    with transaction.atomic():  # (the row is locked: the check and the end see the same streams_open)
+        session = TranscriptionSession.objects.select_for_update().filter(pk=session_id).first()
+        if (
+            session is None
+            or not session.is_active
+            or session.streams_open > 0
+            or session.last_stream_at is None
+            or now - session.last_stream_at < dt.timedelta(seconds=delay)
+        ):
+            return False
+        end_session(session, None)
     return True
 
 
