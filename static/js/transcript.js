@@ -197,65 +197,7 @@ function edit(u, item) {
     }
     const saved = await response.json();
     Object.assign(u, { corrected_text: saved.corrected_text, corrected_by: saved.corrected_by || "" });
-    // --- the post-session pass ----------------------------------------------------------------
-
-const REFINE_POLL_MS = 3000;
-const refineStatus = $("refine-status");
-
-function showRefineState(state, progress) {
-  const text = {
-    refining: `Refining the transcript… ${Math.round(progress || 0)}%`,
-    failed: "The transcript could not be refined; this is the live transcript.",
-  }[state];
-  refineStatus.textContent = text || "";
-  refineStatus.hidden = !text;
-}
-
-/** The page's transcript as the server renders it now (its page-config), shown in place. */
-async function reloadTranscript() {
-  const response = await fetch(window.location.href, { credentials: "same-origin" });
-  if (!response.ok) throw new Error(response.statusText);
-  const page = new DOMParser().parseFromString(await response.text(), "text/html");
-  const fresh = JSON.parse(page.getElementById("page-config").textContent);
-  Object.assign(config, { utterances: fresh.utterances, turns: fresh.turns });
-  render();
-}
-
-async function pollRefining() {
-  let session;
-  try {
-    const response = await fetch(`/api/sessions/${config.sessionId}/`, {
-      credentials: "same-origin",
-      headers: { Accept: "application/json" },
-    });
-    if (!response.ok) throw new Error(response.statusText);
-    session = await response.json();
-  } catch {
-    setTimeout(pollRefining, REFINE_POLL_MS * 2); // a blip: try again a little later
-    return;
-  }
-  if (session.transcript_state === "refining") {
-    showRefineState("refining", session.refine_progress);
-    setTimeout(pollRefining, REFINE_POLL_MS);
-    return;
-  }
-  showRefineState(session.transcript_state);
-  if (session.transcript_state === "final") {
-    try {
-      await reloadTranscript();
-    } catch (error) {
-      showProblem(problems, `The refined transcript could not be loaded: ${error.message}. Reload the page.`);
-    }
-  }
-}
-
-render();
-if (config.transcriptState === "refining") {
-  showRefineState("refining", config.refineProgress);
-  setTimeout(pollRefining, REFINE_POLL_MS);
-} else {
-  showRefineState(config.transcriptState);
-}
+    render();
     list.querySelector(`[data-utterance-id="${u.id}"] .edit`)?.focus();
   });
   item.replaceChildren(form);
