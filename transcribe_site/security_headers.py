@@ -2,7 +2,7 @@
 
 Every HTML response gets ``settings.CONTENT_SECURITY_POLICY``, or
 ``settings.CONTENT_SECURITY_POLICY_API`` under ``/api/`` (DRF's browsable API and Swagger UI
-need inline styles and the CDN that drf-spectacular loads Swagger UI from). A response that
+need inline styles; Swagger UI's files come from the site itself, drf-spectacular-sidecar). A response that
 already has the header keeps its own; an empty policy sends none. In debug mode Django's error
 pages (technical 404 and 500, which style themselves inline) go without it.
 """

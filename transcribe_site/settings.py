@@ -57,8 +57,8 @@ CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", _HTTPS_ONLY)
 # Content-Security-Policy of every HTML response (transcribe_site/security_headers.py), in debug
 # mode too. The pages load scripts, styles and the audio worklet from the site only; the live pages
 # open WebSockets to it and play recordings. Pages under /api/ (DRF's browsable API, Swagger UI)
-# get the second policy: they have inline styles and Swagger UI comes from the jsDelivr CDN
-# (drf-spectacular's default). An empty value sends no header.
+# get the second policy: they have inline styles. Swagger UI's files are the site's own
+# (drf-spectacular-sidecar), so /api/docs/ works with no internet. An empty value sends no header.
 CONTENT_SECURITY_POLICY = env_str(
     "CONTENT_SECURITY_POLICY",
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -67,8 +67,8 @@ CONTENT_SECURITY_POLICY = env_str(
 )
 CONTENT_SECURITY_POLICY_API = env_str(
     "CONTENT_SECURITY_POLICY_API",
-    "default-src 'self'; script-src 'self' https://cdn.jsdelivr.net; "
-    "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; img-src 'self' data: https://cdn.jsdelivr.net; "
+    "default-src 'self'; script-src 'self'; "
+    "style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
     "connect-src 'self'; frame-ancestors 'none'; base-uri 'self'; form-action 'self'",
 )
 
@@ -84,6 +84,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI's and ReDoc's files, served by the site (no CDN)
     "sessions_app",
 ]
 
@@ -218,6 +219,9 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "Transcription API",
     "DESCRIPTION": "Batch transcription jobs, live session transcripts and exports.",
     "VERSION": "1.0.0",
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # Speech engine (turned into stt_engine.EngineConfig by sessions_app.engine_config).
@@ -282,6 +286,8 @@ BATCH_STALE_AFTER_S = env_int("BATCH_STALE_AFTER_S", 300, minimum=10)
 STT_ARCHIVE_BEAM_SIZE = env_int("STT_ARCHIVE_BEAM_SIZE", 5, minimum=1, maximum=10)
 STT_END_WAIT_S = env_int("STT_END_WAIT_S", 90, minimum=0, maximum=3600)
 STT_SESSION_AUTO_END_S = env_int("STT_SESSION_AUTO_END_S", 600, minimum=0, maximum=7 * 24 * 3600)
+# POST /v1/audio/transcriptions waits this long for its job's worker, then answers 504 with the job's id.
+OPENAI_API_WAIT_S = env_int("OPENAI_API_WAIT_S", 300, minimum=1, maximum=3600)
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 

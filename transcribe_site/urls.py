@@ -11,6 +11,7 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("accounts/signup/", session_views.sign_up, name="signup"),
     path("api/", include("sessions_app.api.urls")),
+    path("v1/", include("sessions_app.openai_api.urls")),
     path("", include("sessions_app.urls")),
 ]
 
