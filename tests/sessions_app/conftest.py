@@ -30,17 +30,17 @@ def speaker_token(user):
 @pytest.fixture
 def engines_handed_out(monkeypatch) -> list:
     """Every engine process the consumers acquire, in order (so a test can signal one)."""
-    from sessions_app import consumers
+    from sessions_app import live_stream
 
     handed_out = []
-    real_acquire = consumers.acquire_engine
+    real_acquire = live_stream.acquire_engine
 
     def acquire_and_remember(*args, **kwargs):
         engine = real_acquire(*args, **kwargs)
         handed_out.append(engine)
         return engine
 
-    monkeypatch.setattr(consumers, "acquire_engine", acquire_and_remember)
+    monkeypatch.setattr(live_stream, "acquire_engine", acquire_and_remember)
     return handed_out
 
 

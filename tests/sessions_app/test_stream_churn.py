@@ -84,17 +84,17 @@ async def test_audio_sent_at_real_time_while_an_engine_gets_ready_is_all_transcr
 ):
     """The allowance for audio counts from stt_start, and audio that arrives before the engine is
     held for it, so a slow engine start refuses and loses nothing."""
-    from sessions_app import consumers
+    from sessions_app import live_stream
 
     settings.STT_MAX_AUDIO_SPEED = 1.2
     settings.STT_AUDIO_BURST_S = 0.5
-    real_acquire = consumers.acquire_engine
+    real_acquire = live_stream.acquire_engine
 
     def slow_engine_acquisition_for_test():  # a fake delay, for this error path only
         time.sleep(4.0)
         return real_acquire()
 
-    monkeypatch.setattr(consumers, "acquire_engine", slow_engine_acquisition_for_test)
+    monkeypatch.setattr(live_stream, "acquire_engine", slow_engine_acquisition_for_test)
     clip = dev_clip("jfk")
     speaker = stream_communicator(live_session.id, token=speaker_token)
     assert (await speaker.connect(timeout=10))[0]
