@@ -35,3 +35,11 @@ def test_the_model_list_needs_a_valid_token(client_for):
         client_for("0" * 40).models.list()
     assert caught.value.status_code == 401
     assert caught.value.body["code"] == "NOT_AUTHENTICATED"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_model_list_answers_with_and_without_a_trailing_slash(api_token):
+    from rest_framework.test import APIClient
+
+    api = APIClient(HTTP_AUTHORIZATION=f"Bearer {api_token.key}")
+    assert api.get("/v1/models").json() == api.get("/v1/models/").json()
