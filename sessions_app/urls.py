@@ -1,6 +1,6 @@
 from django.urls import path
 
-from sessions_app import views
+from sessions_app import api_tokens, views
 
 urlpatterns = [
     path("", views.session_list, name="session-list"),
@@ -13,6 +13,7 @@ urlpatterns = [
     path("sessions/<uuid:session_id>/transcript/", views.transcript, name="session-transcript"),
     path("captions/<uuid:session_id>/", views.captions, name="session-captions"),
     path("upload/", views.upload, name="upload"),
+    path("account/api-token/", api_tokens.api_token_page, name="api-token"),
     path("recordings/<int:recording_id>/audio", views.recording_audio, name="recording-audio"),
     path("jobs/<uuid:job_id>/audio", views.job_audio, name="job-audio"),
 ]

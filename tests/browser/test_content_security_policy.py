@@ -57,6 +57,7 @@ def test_the_pages_run_under_the_content_security_policy(site, browser, make_use
         sign_in(page, site, "cora")
         visit("/")
         visit("/upload/")
+        visit("/account/api-token/")
         visit(f"/captions/{session.pk}/?token={session.share_token}")
 
         visit(f"/sessions/{session.pk}/live/")
