@@ -6,11 +6,13 @@ import json
 import urllib.error
 import urllib.request
 
+import openai
 import pytest
 from playwright.sync_api import expect
 from rest_framework.authtoken.models import Token
 
 from tests.browser.conftest import PASSWORD, sign_in
+from tests.speech import dev_clip, word_error_rate
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -54,6 +56,19 @@ def test_a_user_creates_sees_regenerates_and_revokes_their_token(site, browser, 
         assert page.locator(".site-header").evaluate("h => getComputedStyle(h).display") == "flex"
         screenshot(page, "api-token-created")
         assert _models_status(site, first) == 200
+
+        # The key the page shows works with OpenAI's SDK (through daphne and the worker), and the
+        # file shows in the upload history.
+        clip = dev_clip("ls_dev-clean_1988-24833-0000")
+        sdk = openai.OpenAI(base_url=f"{site.url}/v1", api_key=first, max_retries=0, timeout=300)
+        text = sdk.audio.transcriptions.create(
+            model="whisper-1", file=(clip.path.name, clip.path.read_bytes(), "audio/wav"), response_format="text"
+        )
+        assert word_error_rate([clip.text], [text]) < 0.15, text
+        page.get_by_role("navigation", name="Main").get_by_role("link", name="Upload").click()
+        expect(page.locator(".recent-jobs")).to_contain_text(f"{clip.path.name} · Done")
+        screenshot(page, "api-token-job-in-upload-history")
+        page.get_by_role("navigation", name="Main").get_by_role("link", name="API token").click()
 
         page.get_by_role("button", name="Regenerate").click()
         expect(page.get_by_role("textbox", name="Token")).not_to_have_value(first)
