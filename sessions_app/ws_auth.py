@@ -1,6 +1,7 @@
 """WebSocket authentication by DRF token, for API clients that have no browser session.
 
 Runs inside ``AuthMiddlewareStack``: when the handshake carries ``Authorization: Token <key>``
+(DRF's scheme) or ``Authorization: Bearer <key>`` (what OpenAI's SDK sends, for ``/v1/realtime``)
 and the key is valid, that user replaces the (anonymous) session user.
 """
 
@@ -27,7 +28,7 @@ class TokenAuthMiddleware(BaseMiddleware):
         headers = dict(scope.get("headers") or [])
         authorization = headers.get(b"authorization", b"").decode("latin-1")
         scheme, _, key = authorization.partition(" ")
-        if scheme.lower() == "token" and is_plausible_token_key(key.strip()):
+        if scheme.lower() in ("token", "bearer") and is_plausible_token_key(key.strip()):
             user = await _user_for_token(key.strip())
             if user is not None:
                 scope = dict(scope, user=user)

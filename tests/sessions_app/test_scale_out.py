@@ -3,21 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 import redis
 import websockets
-from django.db import connection
 from rest_framework.authtoken.models import Token
 
-from tests.sessions_app.celery_worker import database_url
 from tests.sessions_app.live_helpers import frames, pcm16
 from tests.speech import dev_clip, word_error_rate
 
@@ -35,43 +30,10 @@ def redis_url() -> str:
     return url
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
-def start_daphne(redis_url, tmp_path):
-    processes: list[subprocess.Popen] = []
-
-    def start(warm_engines: int) -> int:
-        port = _free_port()
-        env = {
-            **os.environ,
-            "DATABASE_URL": database_url(connection.settings_dict),
-            "REDIS_URL": redis_url,
-            "MEDIA_ROOT": str(tmp_path / "media"),
-            "STT_WARM_ENGINES": str(warm_engines),
-            "STT_WARM_ON_START": "true" if warm_engines else "false",
-        }
-        log = (tmp_path / f"daphne-{port}.log").open("wb")
-        processes.append(subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "transcribe_site.asgi:application"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-        ))
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            with socket.socket() as sock:
-                if sock.connect_ex(("127.0.0.1", port)) == 0:
-                    return port
-            time.sleep(0.2)
-        raise RuntimeError(f"daphne on {port} did not start: {(tmp_path / f'daphne-{port}.log').read_text()}")
-
-    yield start
-    for process in processes:
-        process.terminate()
-        process.wait(timeout=30)
+def start_daphne(start_daphne, redis_url):
+    """Daphne processes that share the Redis channel layer."""
+    return functools.partial(start_daphne, REDIS_URL=redis_url)
 
 
 def test_a_viewer_on_one_server_sees_the_finals_of_a_speaker_on_another(start_daphne, user, make_session):
