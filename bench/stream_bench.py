@@ -11,6 +11,13 @@ server) the engine processes it started while the clients streamed.
 connection per clip and streams its first frame right after ``stt_start``, without waiting for
 the server's answer; a refused connection is counted and tried again 0.5 s later.
 
+``--protocol realtime`` drives OpenAI's Realtime transcription endpoint
+(``/v1/realtime?intent=transcription``, server VAD, 24 kHz base64 PCM, each clip resampled as an
+OpenAI client would send it) instead of our protocol, and reports the same figures: its deltas
+are the partials (they carry no stream time, so ``partial_lag_p50`` is not measured), its
+``completed`` transcripts the finals (their times from ``speech_started``/``speech_stopped``).
+Each realtime connection is a session of its own, so ``--viewers`` does not apply.
+
 By default it starts its own server (daphne, embedded mode: SQLite, in-memory channel layer,
 in a temporary folder; ``--redis URL`` switches the channel layer to Redis) and a user with a
 token; ``--url`` and ``--token`` measure a server that is already running instead (its
@@ -19,12 +26,14 @@ token; ``--url`` and ``--token`` measure a server that is already running instea
 Usage::
 
     python bench/stream_bench.py [--clients 4] [--viewers 100] [--limit 6] [--churn] [--json PATH]
+    python bench/stream_bench.py --protocol realtime [--clients 4] [--limit 6] [--churn] [--json PATH]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
 import json
 import os
@@ -39,6 +48,7 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+import soxr
 import websockets
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -74,6 +84,7 @@ class ClientResult:
     finals: list[tuple[float, dict]] = field(default_factory=list)  # (wall time, message)
     errors: list[dict] = field(default_factory=list)
     refused: bool = False  # the server refused the connection (TOO_MANY_STREAMS, ALREADY_STREAMING)
+    partial_times_known: bool = True  # partials carry the stream time they cover (not realtime deltas)
 
     def wall_time_of(self, stream_s: float) -> float:
         for second, wall in self.sent_at:
@@ -193,8 +204,107 @@ async def run_speaker(base_ws: str, session_id: str, token: str, plan: list[Clip
     return result
 
 
+REALTIME_RATE = 24000  # what OpenAI's Realtime API takes
+
+
+async def run_realtime_speaker(base_ws: str, token: str, plan: list[ClipPlan], quiet_s: float = 10.0) -> ClientResult:
+    """Stream ``plan`` over one ``/v1/realtime?intent=transcription`` connection at real time.
+
+    Deltas count as partials (placed at their item's speech onset: they carry no stream time),
+    each ``completed`` as a final spanning its item's speech. After the audio, a commit ends any
+    open utterance; the stream is over once every item that stopped is completed (or nothing came
+    for ``quiet_s``: an utterance too short for a final gives no item).
+    """
+    result = ClientResult(plan, partial_times_known=False)
+    url = f"{base_ws}/v1/realtime?model=whisper-1&intent=transcription"
+    async with websockets.connect(url, additional_headers={"Authorization": f"Bearer {token}"}, max_size=None) as ws:
+        await ws.send(json.dumps({"type": "session.update", "session": {"type": "transcription", "audio": {"input": {
+            "format": {"type": "audio/pcm", "rate": REALTIME_RATE},
+            "transcription": {"model": "whisper-1", "language": "en"},
+            "turn_detection": {"type": "server_vad"},
+        }}}}))
+        updated = asyncio.Event()
+        finished = asyncio.Event()
+        state = {"padding_s": 0.0, "sent_all": False, "last_event": time.monotonic()}
+        items: dict[str, dict] = {}  # item_id -> {"start", "end", "completed"}
+
+        def all_completed() -> bool:
+            stopped = [item for item in items.values() if item.get("end") is not None]
+            return state["sent_all"] and all(item.get("completed") for item in stopped)
+
+        async def receive() -> None:
+            with contextlib.suppress(websockets.ConnectionClosed):
+                async for raw in ws:
+                    now = state["last_event"] = time.monotonic()
+                    event = json.loads(raw)
+                    kind = event["type"]
+                    item = items.setdefault(event["item_id"], {}) if "item_id" in event else None
+                    if kind == "session.updated":
+                        detection = event["session"]["audio"]["input"]["turn_detection"] or {}
+                        state["padding_s"] = detection.get("prefix_padding_ms", 0) / 1000
+                        updated.set()
+                    elif kind == "input_audio_buffer.speech_started":
+                        item["start"] = event["audio_start_ms"] / 1000
+                    elif kind == "input_audio_buffer.speech_stopped":
+                        item["end"] = event["audio_end_ms"] / 1000
+                    elif kind == "conversation.item.input_audio_transcription.delta" and event.get("delta"):
+                        result.partials.append((now, item.get("start", 0.0) + state["padding_s"]))
+                    elif kind == "conversation.item.input_audio_transcription.completed":
+                        item["completed"] = True
+                        start = item.get("start", 0.0) + state["padding_s"]
+                        result.finals.append(
+                            (now, {"text": event["transcript"], "start": start, "end": item.get("end", start)})
+                        )
+                    elif kind == "error":
+                        error = event["error"]
+                        result.errors.append({"code": (error.get("code") or "").upper(), "error": error["message"]})
+                        if result.errors[-1]["code"] in REFUSED_CODES:
+                            result.refused = True
+                            updated.set()
+                            finished.set()
+                            return
+                    if all_completed():
+                        finished.set()
+            result.errors.append({"type": "bench", "code": "CLOSED", "error": f"closed with {ws.close_code}"})
+            updated.set()
+            finished.set()
+
+        receiver = asyncio.create_task(receive())
+        await asyncio.wait_for(updated.wait(), 300)
+        start = time.monotonic()
+        stream_s = 0.0
+        frame_bytes = int(FRAME_S * REALTIME_RATE) * 2
+        for clip in plan:
+            clip.stream_start_s = stream_s
+            audio = np.frombuffer(clip.pcm, dtype="<i2")
+            pcm = soxr.resample(audio, RATE, REALTIME_RATE).astype("<i2").tobytes()
+            for i in range(0, len(pcm), frame_bytes):
+                if result.refused or finished.is_set():
+                    break
+                frame = pcm[i : i + frame_bytes]
+                delay = start + stream_s + len(frame) / 2 / REALTIME_RATE - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                with contextlib.suppress(websockets.ConnectionClosed):
+                    await ws.send(json.dumps({"type": "input_audio_buffer.append",
+                                              "audio": base64.b64encode(frame).decode()}))
+                stream_s += len(frame) / 2 / REALTIME_RATE
+                result.sent_at.append((stream_s, time.monotonic()))
+        if not result.refused:
+            with contextlib.suppress(websockets.ConnectionClosed):
+                await ws.send(json.dumps({"type": "input_audio_buffer.commit"}))
+            state["sent_all"] = True
+            if all_completed():
+                finished.set()
+            while not finished.is_set() and time.monotonic() - state["last_event"] < quiet_s:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(finished.wait(), 1.0)
+        receiver.cancel()
+    return result
+
+
 async def run_churn_speaker(base_http: str, base_ws: str, token: str, plan: list[ClipPlan],
-                            refusals: list[dict]) -> list[ClientResult]:
+                            refusals: list[dict], realtime: bool = False) -> list[ClientResult]:
     """One client that opens a new session and a new connection per clip, streaming at once.
 
     A refused connection is counted in ``refusals`` and tried again 0.5 s later, from the clip's start.
@@ -202,9 +312,12 @@ async def run_churn_speaker(base_http: str, base_ws: str, token: str, plan: list
     results = []
     for number, clip in enumerate(plan):
         while True:
-            session = await asyncio.to_thread(api, base_http, token, "/api/sessions/",
-                                              {"title": f"churn {number}", "language": "en"})
-            result = await run_speaker(base_ws, session["id"], token, [clip], wait_for_listening=False)
+            if realtime:  # (every realtime connection is a new session)
+                result = await run_realtime_speaker(base_ws, token, [clip])
+            else:
+                session = await asyncio.to_thread(api, base_http, token, "/api/sessions/",
+                                                  {"title": f"churn {number}", "language": "en"})
+                result = await run_speaker(base_ws, session["id"], token, [clip], wait_for_listening=False)
             if not result.refused:
                 break
             refusals.append(result.errors[-1])
@@ -284,7 +397,8 @@ def analyse(results: list[ClientResult]) -> dict:
     missing = 0
     per_clip = []
     for result in results:
-        lags += [wall - result.wall_time_of(at) for wall, at in result.partials]
+        if result.partial_times_known:
+            lags += [wall - result.wall_time_of(at) for wall, at in result.partials]
         assigned = _assign_finals(result)
         for index, clip in enumerate(result.clips):
             begin, end = clip.stream_start_s, clip.stream_start_s + clip.duration_s
@@ -408,7 +522,8 @@ async def run(args: argparse.Namespace, base_http: str, tokens: list[str], var_d
     seen: dict = {}
     done = asyncio.Event()
     viewer_tasks = []
-    if not args.churn:
+    realtime = args.protocol == "realtime"
+    if not args.churn and not realtime:
         session = api(base_http, token, "/api/sessions/", {"title": "stream bench", "language": "en"})
         if len(tokens) > 1 and var_dir is not None:
             invite_speakers(var_dir, session["id"], len(tokens))
@@ -426,10 +541,14 @@ async def run(args: argparse.Namespace, base_http: str, tokens: list[str], var_d
     refusals: list[dict] = []
     if args.churn:
         per_client = await asyncio.gather(*(
-            run_churn_speaker(base_http, base_ws, tokens[i % len(tokens)], plan, refusals)
+            run_churn_speaker(base_http, base_ws, tokens[i % len(tokens)], plan, refusals, realtime=realtime)
             for i, plan in enumerate(plans)
         ))
         results = [result for client in per_client for result in client]
+    elif realtime:
+        results = await asyncio.gather(
+            *(run_realtime_speaker(base_ws, tokens[i % len(tokens)], plan) for i, plan in enumerate(plans))
+        )
     else:
         results = await asyncio.gather(
             *(run_speaker(base_ws, session["id"], tokens[i % len(tokens)], plan) for i, plan in enumerate(plans))
@@ -440,6 +559,7 @@ async def run(args: argparse.Namespace, base_http: str, tokens: list[str], var_d
     if watcher is not None:
         await watcher
     summary = analyse(results)
+    summary["protocol"] = args.protocol
     summary["clients"] = args.clients
     summary["churn"] = args.churn
     if args.viewers and not args.churn:
@@ -475,8 +595,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--churn", action="store_true",
                         help="a new session and connection per clip, streaming with no pause after stt_start "
                              "(the spawned server keeps its default warm engines and stream limit)")
+    parser.add_argument("--protocol", choices=("ours", "realtime"), default="ours",
+                        help="ours: /ws/sessions/<id>/stream/; realtime: OpenAI's /v1/realtime?intent=transcription")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
+    if args.protocol == "realtime" and args.viewers:
+        parser.error("--viewers needs --protocol ours (each realtime connection is a session of its own)")
     server, var_dir = None, None
     if args.url:
         if not args.token:
