@@ -149,12 +149,3 @@ class StreamConsumer(LiveStreamConsumer):
         if not self.started:
             raise ProtocolError(ErrorCode.NOT_STARTED, "Nothing to stop: send stt_start first.")
         await self._stop_stream()
-
-    async def session_ended(self, event: dict[str, Any]) -> None:
-        """The session was ended (its owner, or by itself): stop the stream, its last final still comes."""
-        if self.revoked:
-            return
-        self.revoked = True
-        if self.started:
-            await self._stop_stream()
-        await self.refuse(ErrorCode.SESSION_ENDED, "The session has ended.", CloseCode.SESSION_ENDED)

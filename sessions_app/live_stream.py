@@ -190,6 +190,15 @@ class LiveStreamConsumer(CaptionGroupMixin, AsyncWebsocketConsumer):
         await self.access_changed({"type": "access.changed"})
         return not self.revoked
 
+    async def session_ended(self, event: dict[str, Any]) -> None:
+        """The session was ended (its owner, or by itself): stop the stream, its last final still comes."""
+        if self.revoked:
+            return
+        self.revoked = True
+        if self.started:
+            await self._stop_stream()
+        await self.refuse(ErrorCode.SESSION_ENDED, "The session has ended.", CloseCode.SESSION_ENDED)
+
     async def still_allowed(self) -> bool:
         return await session_if_allowed(self.user, self.session_id, None, stream=True) is not None
 

@@ -47,7 +47,7 @@ from sessions_app.openai_api.realtime_events import (
     server_event,
     session_object,
 )
-from sessions_app.protocol import CloseCode, ErrorCode, ProtocolError
+from sessions_app.protocol import CloseCode, ProtocolError
 from stt_engine import events
 
 __all__ = ["RealtimeTranscriptionConsumer"]
@@ -320,15 +320,6 @@ class RealtimeTranscriptionConsumer(LiveStreamConsumer):
 
     async def _send_error(self, code: str, text: str) -> None:
         await self.send_json(error_event(code.lower(), text, error_type="server_error"))
-
-    async def session_ended(self, event: dict[str, Any]) -> None:
-        """The session was ended (by its owner in the history): the stream stops, its last final still comes."""
-        if self.revoked:
-            return
-        self.revoked = True
-        if self.started:
-            await self.end_stream()
-        await self.refuse(ErrorCode.SESSION_ENDED, "The session has ended.", CloseCode.SESSION_ENDED)
 
     async def disconnect(self, code: int) -> None:
         if getattr(self, "session_id", None) is None:

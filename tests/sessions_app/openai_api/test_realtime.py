@@ -47,7 +47,7 @@ def api_key(user) -> str:
 
 
 @pytest.fixture
-def sdk(realtime_url, api_key) -> openai.AsyncOpenAI:
+def rt_client(realtime_url, api_key) -> openai.AsyncOpenAI:
     return openai.AsyncOpenAI(base_url=realtime_url, api_key=api_key, max_retries=0)
 
 
@@ -136,9 +136,9 @@ async def recorded_sessions(user, audio_s: float) -> list[dict]:
     return await realtime_sessions_of(user)
 
 
-async def test_a_server_vad_session_streams_deltas_and_completed_transcripts_of_speech_at_real_time(sdk, user):
+async def test_a_server_vad_session_streams_deltas_and_completed_transcripts_of_speech_at_real_time(rt_client, user):
     clip = dev_clip("jfk")
-    async with connect(sdk) as rt:
+    async with connect(rt_client) as rt:
         created = await next_event(rt)
         assert created.type == "session.created"
         assert created.session.type == "transcription"
@@ -181,9 +181,9 @@ async def test_a_server_vad_session_streams_deltas_and_completed_transcripts_of_
 
 # (the SDK's 16 kHz session parses into the wrong one of its models: see checked())
 @pytest.mark.filterwarnings("ignore::UserWarning:pydantic")
-async def test_a_manual_commit_session_makes_each_committed_buffer_one_completed_item(sdk, user):
+async def test_a_manual_commit_session_makes_each_committed_buffer_one_completed_item(rt_client, user):
     first, second = dev_clip("jfk"), dev_clip("librivox_sense_and_sensibility_01_0880")
-    async with connect(sdk) as rt:
+    async with connect(rt_client) as rt:
         assert (await next_event(rt)).type == "session.created"
         await rt.session.update(session=session_update(rate=16000, turn_detection=None))
         updated = await next_event(rt)
@@ -213,8 +213,8 @@ async def test_a_manual_commit_session_makes_each_committed_buffer_one_completed
     assert not of_type(first_events + second_events, "input_audio_buffer.speech_started")  # no VAD turns
 
 
-async def test_bad_events_get_an_error_event_and_the_connection_stays_open(sdk):
-    async with connect(sdk) as rt:
+async def test_bad_events_get_an_error_event_and_the_connection_stays_open(rt_client):
+    async with connect(rt_client) as rt:
         assert (await next_event(rt)).type == "session.created"
 
         await rt.send_raw(json.dumps({"type": "input_audio_buffer.append", "event_id": "early", "audio": "AAAA"}))
@@ -251,8 +251,8 @@ async def test_bad_events_get_an_error_event_and_the_connection_stays_open(sdk):
         assert (await next_event(rt)).type == "input_audio_buffer.cleared"
 
 
-async def test_the_older_transcription_session_update_shape_is_answered_in_its_own_shape(sdk):
-    async with connect(sdk) as rt:
+async def test_the_older_transcription_session_update_shape_is_answered_in_its_own_shape(rt_client):
+    async with connect(rt_client) as rt:
         assert (await next_event(rt)).type == "session.created"
         await rt.send_raw(
             json.dumps(
@@ -280,3 +280,17 @@ async def test_a_connection_with_a_wrong_api_key_gets_an_error_and_is_closed(rea
         with pytest.raises(ConnectionClosed) as closed:
             await rt.recv()
     assert closed.value.rcvd.code == 4403
+
+
+async def test_a_connection_past_the_users_stream_limit_is_refused_with_too_many_streams(rt_client, user):
+    """The same per-user limit as our protocol (STT_MAX_STREAMS_PER_USER, 2 by default)."""
+    async with connect(rt_client) as first, connect(rt_client) as second:
+        assert (await next_event(first)).type == "session.created"
+        assert (await next_event(second)).type == "session.created"
+        async with connect(rt_client) as third:
+            refused = await next_event(third)
+            assert (refused.type, refused.error.code) == ("error", "too_many_streams")
+            with pytest.raises(ConnectionClosed) as closed:
+                await third.recv()
+    assert closed.value.rcvd.code == 4429
+    assert len(await realtime_sessions_of(user)) == 2  # the refused connection left no session behind
