@@ -116,8 +116,6 @@ class RealtimeTranscriptionConsumer(LiveStreamConsumer):
         self.session = session
         await self.accept()
         if not await self.admit_stream():
-            if not self.has_slot:  # refused: the session never held anything
-                await _delete_session(session.pk)
             return
         await self._send_session("transcription_session.created" if self.beta else "session.created", beta=self.beta)
 
@@ -316,6 +314,11 @@ class RealtimeTranscriptionConsumer(LiveStreamConsumer):
         await self.close(code=close_code)
 
     async def refuse(self, code: str, text: str, close_code: int) -> None:
+        if getattr(self, "session", None) is not None and not self.has_slot:
+            # Refused at the door (the limits): the session never held anything, and goes before
+            # the client hears of it, so no empty session is left in the history.
+            await _delete_session(self.session_id)
+            self.session = None
         await self._refuse_openai(code.lower(), text, close_code)
 
     async def _send_error(self, code: str, text: str) -> None:
