@@ -32,6 +32,7 @@ def engine_config_from_settings() -> EngineConfig:
         context_after_pause_s=settings.STT_CONTEXT_AFTER_PAUSE_S,
         refine_turns=settings.STT_REFINE_TURNS,
         turn_pause_s=settings.STT_TURN_PAUSE_S,
+        refine_yield_s=settings.STT_REFINE_YIELD_S,
     ).validate()
 
 

@@ -74,7 +74,12 @@ class EngineConfig:
         decoded with it. A turn
         that starts less than ``refine_join_s`` after the previous refined one is decoded together
         with it when both fit in ``refine_max_turn_s``: the ``Revised`` then replaces the previous
-        revision too, so a sentence split by a longer pause is still decoded whole.
+        revision too, so a sentence split by a longer pause is still decoded whole. While another
+        stream sharing the decode load has decoded in the last ``refine_yield_s`` seconds (other
+        people are talking, and their finals must not wait behind a long decode), refinement
+        waits; at the stop, turns that would have to wait are given up to the later pass over the
+        recording. 0 turns that off (on 2 cores with four streams talking at once, refining beside
+        them raised the live finals' p95 from 1.1 s to 2.0 s).
     Hallucination guards
         A segment is dropped when ``no_speech_prob > no_speech_threshold`` and
         ``avg_logprob < log_prob_threshold``, or when ``avg_logprob < min_avg_logprob``.
@@ -129,6 +134,7 @@ class EngineConfig:
     refine_window: str = "auto"
     refine_join_s: float = 4.0
     refine_tail_s: float = 0.0
+    refine_yield_s: float = 2.0
 
     no_speech_threshold: float = 0.6
     log_prob_threshold: float = -1.0
@@ -195,6 +201,7 @@ class EngineConfig:
             (self.refine_window in ("auto", "full"), "refine_window must be 'auto' or 'full'"),
             (0.0 <= self.refine_tail_s <= 1.0, "refine_tail_s must be 0..1"),
             (0.0 <= self.refine_join_s <= 30.0, "refine_join_s must be 0..30"),
+            (0.0 <= self.refine_yield_s <= 30.0, "refine_yield_s must be 0..30"),
             (
                 1.0 <= self.cut_search_s < self.max_utterance_s,
                 "cut_search_s must be >= 1 and below max_utterance_s",

@@ -109,9 +109,10 @@ class SessionStats:
     """Turns decoded again as one window (each gave a ``Revised`` or kept the finals)."""
     refine_seconds: float = 0.0
     refinements_deferred: int = 0
-    """Times a waiting refinement was put off: the speaker talked or the cores were full."""
+    """Times a waiting refinement was put off: the speaker or others talked, or the cores were full."""
     refinements_given_up: int = 0
-    """Turns dropped unrefined because too much audio was waiting (``refine_pending_max_s``)."""
+    """Turns dropped unrefined: too much audio was waiting (``refine_pending_max_s``), or other
+    streams were talking when this one stopped (``refine_yield_s``)."""
 
 
 @dataclass
@@ -264,6 +265,9 @@ class StreamingSession:
     def stop(self) -> list[ev.Event]:
         """Flush, refine the turns still waiting, then go idle; no more audio is accepted.
 
+        The turns are refined unless other streams sharing the decode load are talking
+        (``refine_yield_s``): then they are given up, for the pass over the recording.
+
         Calling it twice is fine. A host that wants the last final out before the refinements
         calls :meth:`flush` first and sends its events.
 
@@ -277,6 +281,10 @@ class StreamingSession:
         if self._recording:
             self._close_utterance(out, self._buffer.end, vad_stop=True, next_state="listening", asked=True)
         self._end_turn()
+        if self._others_talking():
+            # Their finals come first; the pass over the recording refines these turns.
+            self.stats.refinements_given_up += len(self._ended_turns)
+            self._ended_turns.clear()
         out.extend(self.refine(force=True))
         self._set_state(out, "idle")
         self._closed = True
@@ -291,8 +299,9 @@ class StreamingSession:
         """Decode the turns that ended again, each as one window with the previous turn as prompt.
 
         Optional work: unless ``force``, nothing runs while the speaker is talking, while the
-        session is behind real time, or while the shared decode load has no room for a final
-        (the turn waits for the next call).
+        session is behind real time, while other streams sharing the decode load are talking
+        (``refine_yield_s``), or while it has no room for a final (the turn waits for the next
+        call).
 
         Returns:
             A ``Revised`` per refined turn whose decode said anything (possibly empty).
@@ -502,7 +511,11 @@ class StreamingSession:
     def _may_refine(self) -> bool:
         if self._recording or self._buffer.end - self._processed > _CATCH_UP_SAMPLES:
             return False
-        return self._has_room(self.models.final_threads)
+        return not self._others_talking() and self._has_room(self.models.final_threads)
+
+    def _others_talking(self) -> bool:
+        within = self.config.refine_yield_s
+        return within > 0 and self._load is not None and self._load.others_busy(within)
 
     def _turn_language(self, turn: _Turn) -> str | None:
         if self.language not in ("", "auto"):

@@ -245,6 +245,7 @@ STT_CONTEXT_AFTER_PAUSE_S = env_float("STT_CONTEXT_AFTER_PAUSE_S", 0.0, minimum=
 # Each speaker's turn is decoded again as one window once it ends (stt_revised).
 STT_REFINE_TURNS = env_bool("STT_REFINE_TURNS", True)
 STT_TURN_PAUSE_S = env_float("STT_TURN_PAUSE_S", 1.5, minimum=0.3, maximum=30.0)
+STT_REFINE_YIELD_S = env_float("STT_REFINE_YIELD_S", 2.0, minimum=0.0, maximum=30.0)
 STT_DEFAULT_LANGUAGE = normalize_language(env_str("STT_DEFAULT_LANGUAGE", "auto"))
 if STT_DEFAULT_LANGUAGE is None:
     raise ImproperlyConfigured('STT_DEFAULT_LANGUAGE must be "auto" or one of Whisper\'s language codes.')

@@ -58,7 +58,9 @@ def test_a_pause_ends_the_turn_and_its_revision_comes_while_the_stream_goes_on(m
 def test_refinement_waits_while_the_cores_are_full(engine_config, engine_models):
     clip = dev_clip("jfk")
     load = SharedDecodeLoad(capacity=2)
-    session = StreamingSession(engine_config, language="en", models=engine_models, load=load.claim())
+    # Only the room on the cores counts here (not whether others talked lately: refine_yield_s).
+    config = replace(engine_config, refine_yield_s=0.0)
+    session = StreamingSession(config, language="en", models=engine_models, load=load.claim())
     evs = stream(session, read_pcm(clip.path, tail_s=3.0), stop=False)
     assert session.refinement_waiting
     with load.decoding(2):  # another stream's final fills both cores
@@ -67,6 +69,22 @@ def test_refinement_waits_while_the_cores_are_full(engine_config, engine_models)
     revised = session.refine()
     assert len(revised) == 1 and not session.refinement_waiting
     assert not revisions(evs + session.stop())  # refined once, not again at the stop
+
+
+def test_refinement_yields_to_other_streams_that_are_talking(engine_config, engine_models):
+    clip = dev_clip("jfk")
+    load = SharedDecodeLoad(capacity=64)  # room for anything: only the others' talking counts
+    other = load.claim()
+    session = StreamingSession(engine_config, language="en", models=engine_models, load=load.claim())
+    evs = stream(session, read_pcm(clip.path, tail_s=3.0), stop=False)
+    assert session.refinement_waiting
+    with other.decoding(1):  # another stream is decoding (its partial or final)
+        assert session.refine() == []
+        assert session.refinement_waiting
+        # It is still talking when this stream stops: the turn is left to the recording's pass.
+        evs += session.stop()
+    assert not revisions(evs) and finals(evs)
+    assert session.stats.refinements == 0 and session.stats.refinements_given_up == 1
 
 
 def test_refinement_waits_while_the_speaker_talks(make_session):
