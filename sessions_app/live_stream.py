@@ -150,6 +150,7 @@ class LiveStreamConsumer(CaptionGroupMixin, AsyncWebsocketConsumer):
         self.stream_open = False
         self.stream_number = 0  # which begun stream of the connection the open one is
         self.stream_format: tuple[int, str] = (16000, "auto")
+        self.stream_overrides: dict[str, float] | None = None
         self.stream_clock_s = 0.0  # the stream's start on the recording clock
         self.audio_s_sent = 0.0  # audio of the stream given to engines
         self.current: EngineStream | None = None
@@ -207,8 +208,18 @@ class LiveStreamConsumer(CaptionGroupMixin, AsyncWebsocketConsumer):
 
     # --- the stream, as the subclasses' handlers drive it --------------------------------
 
-    async def begin_stream(self, sample_rate: int, language: str, *, keep_allowance: bool = False) -> float:
+    async def begin_stream(
+        self,
+        sample_rate: int,
+        language: str,
+        *,
+        keep_allowance: bool = False,
+        engine_overrides: dict[str, float] | None = None,
+    ) -> float:
         """Begin a stream of PCM at ``sample_rate``; returns its start on the recording clock.
+
+        ``engine_overrides`` are the stream's own values of ``stt_engine.PER_STREAM_SETTINGS``
+        (how its utterances are cut), checked by the caller.
 
         Audio is allowed from the moment the stream is asked for, however long an engine takes.
         With ``keep_allowance`` (a stream that directly follows the previous one on the same
@@ -227,7 +238,7 @@ class LiveStreamConsumer(CaptionGroupMixin, AsyncWebsocketConsumer):
         self.counted.add(self.starts)
         await _count_stream(self.session_id, +1)
         clock_offset_s = self.appender.duration_s
-        self.commands.put_nowait(("start", self.starts, sample_rate, language, clock_offset_s))
+        self.commands.put_nowait(("start", self.starts, sample_rate, language, clock_offset_s, engine_overrides))
         return clock_offset_s
 
     async def accept_audio(self, data: bytes, *, max_bytes: int | None = None) -> None:
@@ -296,7 +307,7 @@ class LiveStreamConsumer(CaptionGroupMixin, AsyncWebsocketConsumer):
             if kind == "end":
                 return
             if kind == "start":
-                self.stream_number, rate, language, self.stream_clock_s = args
+                self.stream_number, rate, language, self.stream_clock_s, self.stream_overrides = args
                 self.stream_open, self.stream_format, self.audio_s_sent = True, (rate, language), 0.0
                 await self._open_engine_stream()
                 continue
@@ -323,7 +334,9 @@ class LiveStreamConsumer(CaptionGroupMixin, AsyncWebsocketConsumer):
         """Get an engine for the open stream and start it where the engines before it left off."""
         try:
             engine = await self._acquire_engine()
-            engine.start_stream(sample_rate=self.stream_format[0], language=self.stream_format[1])
+            engine.start_stream(
+                sample_rate=self.stream_format[0], language=self.stream_format[1], overrides=self.stream_overrides
+            )
         except SttEngineError as exc:
             self.stream_open = False
             if self.starts == self.stream_number:  # the client has not started another stream since

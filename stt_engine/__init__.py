@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import events
 from .audio import PcmConverter
-from .config import ENGINE_SAMPLE_RATE, EngineConfig
+from .config import ENGINE_SAMPLE_RATE, PER_STREAM_SETTINGS, EngineConfig
 from .errors import (
     AudioFormatError,
     EngineCrashedError,
@@ -36,6 +36,7 @@ _LAZY = {
 
 __all__ = [
     "ENGINE_SAMPLE_RATE",
+    "PER_STREAM_SETTINGS",
     "AudioFormatError",
     "EngineConfig",
     "EngineCrashedError",

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["ENGINE_SAMPLE_RATE", "EngineConfig"]
+__all__ = ["ENGINE_SAMPLE_RATE", "PER_STREAM_SETTINGS", "EngineConfig"]
 
 ENGINE_SAMPLE_RATE = 16000
 """The rate every model in the engine runs at; input is resampled to it."""
 
+
+PER_STREAM_SETTINGS = frozenset({"post_speech_silence_s", "pre_recording_buffer_s", "silero_sensitivity"})
+"""Settings a stream may set for itself (``EngineProcess.start_stream(overrides=...)``): how its
+speaker's utterances are cut. Everything else is the server's (models, threads, load)."""
 
 @dataclass
 class EngineConfig:

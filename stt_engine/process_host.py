@@ -32,7 +32,7 @@ from typing import Any
 
 from . import events as ev
 from .audio import check_sample_rate, pcm16_to_float
-from .config import EngineConfig
+from .config import PER_STREAM_SETTINGS, EngineConfig
 from .errors import EngineCrashedError, EngineUnavailableError, SttEngineError
 from .load import SharedDecodeLoad
 
@@ -101,8 +101,10 @@ def _child_main(config: EngineConfig, commands: Any, conn: Connection, load: Sha
                 if session is not None:
                     out.extend(session.stop())
                 session = None
+                overrides = command[3] if len(command) > 3 else None
+                stream_config = replace(config, **overrides).validate() if overrides else config
                 session = StreamingSession(
-                    config, sample_rate=command[1], language=command[2], models=models, silero=silero,
+                    stream_config, sample_rate=command[1], language=command[2], models=models, silero=silero,
                     load=load,
                 )
             elif session is None:
@@ -229,18 +231,29 @@ class EngineProcess:
                 raise EngineUnavailableError(f"The engine could not start: {self._fatal}")
         return True
 
-    def start_stream(self, sample_rate: int = 16000, language: str = "auto") -> None:
+    def start_stream(
+        self, sample_rate: int = 16000, language: str = "auto", overrides: dict[str, float] | None = None
+    ) -> None:
         """Begin a new stream (stopping any previous one in this child).
 
         Args:
             sample_rate: rate of the PCM that will follow, 8000..48000 Hz.
             language: ``"auto"`` or a language code.
+            overrides: this stream's own values of :data:`~stt_engine.config.PER_STREAM_SETTINGS`
+                (the next stream of the process has the server's again).
 
         Raises:
-            AudioFormatError: unsupported sample rate. EngineCrashedError: child dead.
+            AudioFormatError: unsupported sample rate. ValueError: an override that is not a
+            per-stream setting, or out of its range. EngineCrashedError: child dead.
         """
         rate = check_sample_rate(sample_rate)
-        self._send(("start", rate, language or "auto"))
+        overrides = dict(overrides or {})
+        unknown = set(overrides) - PER_STREAM_SETTINGS
+        if unknown:
+            raise ValueError(f"Not per-stream settings: {sorted(unknown)}")
+        if overrides:
+            replace(self.config, **overrides).validate()  # out of range: raised here, not in the child
+        self._send(("start", rate, language or "auto", overrides))
         self.streams_started += 1
 
     def send_audio(self, pcm: bytes | bytearray | memoryview) -> None:

@@ -71,11 +71,13 @@ def _set_session_language(session_id, language: str) -> None:
     TranscriptionSession.objects.filter(pk=session_id).update(language=language)
 
 
-def _vad_settings() -> VadSettings:
+def _vad_settings(config: RealtimeConfig) -> VadSettings:
+    """The stream's VAD as OpenAI names it: the client's turn_detection over the server's settings."""
+    vad = config.engine_vad
     return VadSettings(
-        threshold=settings.STT_SILERO_SENSITIVITY,
-        prefix_padding_ms=round(settings.STT_PRE_ROLL_S * 1000),
-        silence_duration_ms=round(settings.STT_POST_SPEECH_SILENCE_S * 1000),
+        threshold=round(1.0 - vad.get("silero_sensitivity", settings.STT_SILERO_SENSITIVITY), 4),
+        prefix_padding_ms=round(vad.get("pre_recording_buffer_s", settings.STT_PRE_ROLL_S) * 1000),
+        silence_duration_ms=round(vad.get("post_speech_silence_s", settings.STT_POST_SPEECH_SILENCE_S) * 1000),
     )
 
 
@@ -151,13 +153,15 @@ class RealtimeTranscriptionConsumer(LiveStreamConsumer):
                 "session.audio.input.format",
             )
         language = config.language or settings.STT_DEFAULT_LANGUAGE
+        vad_changed = config.engine_vad != self.config.engine_vad
+        previous, self.config = self.config, config
         if not self.started:
-            await self.begin_stream(config.sample_rate, language)
-        elif language != self.language:  # a new engine stream with the new language, the recording goes on
+            await self.begin_stream(config.sample_rate, language, engine_overrides=config.engine_vad)
+        elif language != self.language or vad_changed:
+            # A new engine stream with the new language or VAD; the recording goes on.
             await self._next_engine_stream(language)
-        if config.language and config.language != self.config.language:
+        if config.language and config.language != previous.language:
             await _set_session_language(self.session_id, config.language)
-        self.config = config
         beta = event["type"] == "transcription_session.update"
         await self._send_session("transcription_session.updated" if beta else "session.updated", beta=beta)
 
@@ -166,7 +170,11 @@ class RealtimeTranscriptionConsumer(LiveStreamConsumer):
             raise RealtimeError("session_not_configured", "Send session.update before audio.")
         data = decode_audio(event)
         if not self.started:  # (its engine could not be had: the next append asks again)
-            await self.begin_stream(self.config.sample_rate, self.config.language or settings.STT_DEFAULT_LANGUAGE)
+            await self.begin_stream(
+                self.config.sample_rate,
+                self.config.language or settings.STT_DEFAULT_LANGUAGE,
+                engine_overrides=self.config.engine_vad,
+            )
         await self.accept_audio(data, max_bytes=MAX_EVENT_CHARS)
         self.buffered_s += len(data) / 2 / self.config.sample_rate
 
@@ -205,7 +213,9 @@ class RealtimeTranscriptionConsumer(LiveStreamConsumer):
 
     async def _next_engine_stream(self, language: str) -> None:
         await self.end_stream(close_file=False)
-        await self.begin_stream(self.config.sample_rate, language, keep_allowance=True)
+        await self.begin_stream(
+            self.config.sample_rate, language, keep_allowance=True, engine_overrides=self.config.engine_vad
+        )
 
     # --- engine events -------------------------------------------------------------------
 
@@ -304,7 +314,9 @@ class RealtimeTranscriptionConsumer(LiveStreamConsumer):
 
     async def _send_session(self, type_: str, *, beta: bool) -> None:
         build = beta_session_object if beta else session_object
-        await self.send_json(server_event(type_, session=build(self.config, self.session_key, _vad_settings())))
+        await self.send_json(
+            server_event(type_, session=build(self.config, self.session_key, _vad_settings(self.config)))
+        )
 
     async def caption_event(self, event: dict[str, Any]) -> None:
         """(Our protocol's messages of the session's group are for its other sockets, not this client.)"""

@@ -71,7 +71,7 @@ def new_id(prefix: str) -> str:
 
 @dataclass(frozen=True)
 class VadSettings:
-    """What the engine's VAD applies (per server, from settings): reported as the session's turn detection."""
+    """What the stream's VAD applies (the server's settings, or the client's turn_detection): reported back."""
 
     threshold: float
     prefix_padding_ms: int
@@ -95,6 +95,8 @@ class RealtimeConfig:
     language: str | None = None  # None: the server's default ("auto" unless configured)
     prompt: str = ""  # accepted and echoed; the live engine takes no prompt
     server_vad: bool = True  # False: turn_detection null, the client commits
+    # The engine settings (stt_engine.PER_STREAM_SETTINGS) that the client's turn_detection sets.
+    engine_vad: dict[str, float] = field(default_factory=dict)
     configured: bool = False  # a session.update was accepted (audio is refused before)
     include: list[str] = field(default_factory=list)
 
@@ -156,15 +158,35 @@ def _rate(format_: Any, param: str) -> int | None:
     return int(rate)
 
 
-def _turn_detection(value: Any, param: str) -> bool:
-    """Whether the session uses server VAD (``null`` means the client commits)."""
+# turn_detection's fields -> the engine's per-stream settings: (engine name, lowest, highest, conversion).
+# OpenAI's threshold is the speech probability to exceed; the engine's Silero sensitivity is 1 - it.
+_VAD_FIELDS: dict[str, tuple[str, float, float, Any]] = {
+    "threshold": ("silero_sensitivity", 0.01, 0.99, lambda value: round(1.0 - value, 4)),
+    "prefix_padding_ms": ("pre_recording_buffer_s", 0, 5000, lambda value: value / 1000),
+    "silence_duration_ms": ("post_speech_silence_s", 100, 10000, lambda value: value / 1000),
+}
+
+
+def _turn_detection(value: Any, param: str) -> tuple[bool, dict[str, float]]:
+    """Whether the session uses server VAD (``null`` means the client commits), and the engine
+    settings its fields set (a field left out keeps the server's value)."""
     if value is None:
-        return False
+        return False, {}
     value = _object(value, param)
     kind = value.get("type", "server_vad")
     if kind not in ("server_vad", "semantic_vad"):  # (semantic VAD is served by the same VAD)
         raise RealtimeError("invalid_value", "turn_detection.type must be 'server_vad' or null.", f"{param}.type")
-    return True
+    engine: dict[str, float] = {}
+    for key, (engine_key, lowest, highest, convert) in _VAD_FIELDS.items():
+        number = value.get(key)
+        if number is None:
+            continue
+        if isinstance(number, bool) or not isinstance(number, int | float) or not lowest <= number <= highest:
+            raise RealtimeError(
+                "invalid_value", f"turn_detection.{key} must be a number from {lowest} to {highest}.", f"{param}.{key}"
+            )
+        engine[engine_key] = convert(number)
+    return True, engine
 
 
 def apply_session_update(config: RealtimeConfig, event: dict[str, Any]) -> RealtimeConfig:
@@ -219,7 +241,9 @@ def apply_session_update(config: RealtimeConfig, event: dict[str, Any]) -> Realt
                 )
             changes["prompt"] = prompt
     if "turn_detection" in audio_input:
-        changes["server_vad"] = _turn_detection(audio_input["turn_detection"], f"{prefix}.turn_detection")
+        changes["server_vad"], changes["engine_vad"] = _turn_detection(
+            audio_input["turn_detection"], f"{prefix}.turn_detection"
+        )
     include = session.get("include")
     if isinstance(include, list):
         changes["include"] = [name for name in include if isinstance(name, str)]

@@ -154,6 +154,31 @@ def test_a_released_process_serves_the_next_stream_with_nothing_of_the_previous_
         pool.release(second)
 
 
+def test_a_stream_may_set_how_its_utterances_are_cut_and_the_next_stream_has_the_servers_again(pool):
+    clip = dev_clip("jfk")  # pauses of about a second between its phrases
+    pcm = read_pcm(clip.path)
+    proc = pool.acquire(timeout=120)
+    try:
+        with pytest.raises(ValueError, match="beam_size"):
+            proc.start_stream(overrides={"beam_size": 1})  # not a per-stream setting
+        with pytest.raises(ValueError, match="post_speech_silence_s"):
+            proc.start_stream(overrides={"post_speech_silence_s": 50.0})
+        finals = []
+        for overrides in ({"post_speech_silence_s": 3.0}, None):
+            proc.start_stream(sample_rate=16000, language="en", overrides=overrides)
+            for i in range(0, len(pcm), 960):
+                proc.send_audio(pcm[i : i + 960].tobytes())
+            proc.stop()
+            evs = _collect(proc, events.StateChanged, state="idle")
+            finals.append([e for e in evs if isinstance(e, events.Final)])
+        long_silence, server_default = finals
+        assert len(long_silence) == 1 < len(server_default)
+        for stream in finals:
+            assert word_error_rate([clip.text], [" ".join(f.text for f in stream)]) <= 0.2
+    finally:
+        pool.release(proc)
+
+
 def test_a_process_is_replaced_after_its_streams_and_a_returning_one_counts_as_a_spare():
     with EnginePool(CHILD_CONFIG, size=1, max_streams=1) as pool:
         proc = pool.acquire(timeout=180)

@@ -146,7 +146,10 @@ async def test_a_server_vad_session_streams_deltas_and_completed_transcripts_of_
         updated = await next_event(rt)
         assert updated.type == "session.updated"
         assert updated.session.audio.input.format.rate == 24000
-        assert updated.session.audio.input.turn_detection.type == "server_vad"
+        turn_detection = updated.session.audio.input.turn_detection
+        assert turn_detection.type == "server_vad"
+        # The client's VAD is this stream's (the server's default silence is 600 ms).
+        assert (turn_detection.silence_duration_ms, turn_detection.threshold) == (500, 0.5)
 
         sending = asyncio.create_task(append_at_real_time(rt, pcm_at(clip, 24000), 24000))
 

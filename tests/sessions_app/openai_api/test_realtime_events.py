@@ -69,6 +69,20 @@ def test_an_update_that_leaves_fields_out_keeps_them():
     assert apply_session_update(config, {"type": "session.update", "session": {"type": "transcription"}}) == config
 
 
+def test_turn_detection_sets_the_streams_engine_vad_and_leaving_a_field_out_keeps_the_servers():
+    turn_detection = {"type": "server_vad", "threshold": 0.7, "prefix_padding_ms": 300, "silence_duration_ms": 1200}
+    update = {"type": "session.update", "session": {"audio": {"input": {"turn_detection": turn_detection}}}}
+    config = apply_session_update(RealtimeConfig(), update)
+    assert config.server_vad
+    assert config.engine_vad == {
+        "silero_sensitivity": pytest.approx(0.3),
+        "pre_recording_buffer_s": 0.3,
+        "post_speech_silence_s": 1.2,
+    }
+    update["session"]["audio"]["input"]["turn_detection"] = {"type": "server_vad", "silence_duration_ms": 900}
+    assert apply_session_update(config, update).engine_vad == {"post_speech_silence_s": 0.9}
+
+
 @pytest.mark.parametrize(
     ("session", "param"),
     [
@@ -80,6 +94,14 @@ def test_an_update_that_leaves_fields_out_keeps_them():
             "session.audio.input.transcription.language",
         ),
         ({"audio": {"input": {"turn_detection": {"type": "push"}}}}, "session.audio.input.turn_detection.type"),
+        (
+            {"audio": {"input": {"turn_detection": {"type": "server_vad", "silence_duration_ms": 20}}}},
+            "session.audio.input.turn_detection.silence_duration_ms",
+        ),
+        (
+            {"audio": {"input": {"turn_detection": {"type": "server_vad", "threshold": "high"}}}},
+            "session.audio.input.turn_detection.threshold",
+        ),
         ({"audio": "loud"}, "session.audio"),
     ],
 )
