@@ -33,7 +33,14 @@ def allowed_models() -> list[str]:
 
 
 def do_create_job(
-    owner, upload: UploadedFile, *, duration_s: float, language: str = "auto", model: str = ""
+    owner,
+    upload: UploadedFile,
+    *,
+    duration_s: float,
+    language: str = "auto",
+    model: str = "",
+    prompt: str = "",
+    temperature: float = 0.0,
 ) -> BatchJob:
     """Store the upload as a new queued job and send it to a worker once the row is committed."""
     from sessions_app.tasks import transcribe_job
@@ -45,6 +52,8 @@ def do_create_job(
             size_bytes=upload.size or 0,
             language=language or "auto",
             model_name=model or settings.STT_FINAL_MODEL,
+            prompt=prompt,
+            temperature=temperature,
             audio_duration_s=duration_s,
         )
         job.upload.save(upload.name or "audio", upload, save=False)

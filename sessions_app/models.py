@@ -214,6 +214,8 @@ class BatchJob(models.Model):
     language = models.CharField(max_length=12, default="auto")
     detected_language = models.CharField(max_length=12, blank=True)
     model_name = models.CharField(max_length=100, blank=True)
+    prompt = models.TextField(blank=True, help_text="Text that comes before the audio (names, spellings).")
+    temperature = models.FloatField(default=0.0, help_text="First decoding temperature, 0 to 1.")
     audio_duration_s = models.FloatField(null=True, blank=True)
     error_code = models.CharField(max_length=40, blank=True)
     error_message = models.TextField(blank=True)

@@ -116,6 +116,8 @@ def transcribe_job(job_id: str) -> str:
             beam_size=settings.STT_BATCH_BEAM_SIZE,
             progress=_ProgressWriter(job_id),
             model=cached_model(job.model_name or settings.STT_FINAL_MODEL),
+            prompt=job.prompt or None,
+            temperature=job.temperature,
         )
     except JobDeletedError:
         logger.info("job %s was deleted while running", job_id)

@@ -171,6 +171,8 @@ def transcribe_file(
     progress: Callable[[float], None] | None = None,
     model: WhisperModel | None = None,
     window_s: float = DEFAULT_WINDOW_S,
+    prompt: str | None = None,
+    temperature: float = 0.0,
 ) -> BatchResult:
     """Transcribe a whole audio file.
 
@@ -186,6 +188,11 @@ def transcribe_file(
         progress: called with the fraction done (0..1) as segments finish, and with 1.0 at the end.
         model: an already loaded ``WhisperModel`` (callers keep one per process).
         window_s: the longest piece transcribed at once; bounds peak memory.
+        prompt: text that comes before the audio (names, spellings, style); it conditions the
+            first window, and each later window continues from its own text.
+        temperature: the sampling temperature of the first attempt (0: greedy or beam). A
+            segment that looks like a repetition loop or a poor guess is decoded again hotter,
+            up to 1.0, in steps of 0.2 (Whisper's fallback, as OpenAI's API does).
 
     Returns:
         A :class:`BatchResult`: segments with word timings on the file's clock, the
@@ -209,6 +216,8 @@ def transcribe_file(
             model=model,
             window_s=window_s,
             info=state,
+            prompt=prompt,
+            temperature=temperature,
         )
     )
     if progress is not None:
@@ -229,12 +238,14 @@ def iter_segments(
     model: WhisperModel | None = None,
     window_s: float = DEFAULT_WINDOW_S,
     info: dict[str, Any] | None = None,
+    prompt: str | None = None,
+    temperature: float = 0.0,
 ) -> Iterator[BatchSegment]:
     """Yield the segments of a file one at a time (the lazy form of :func:`transcribe_file`).
 
     Args:
         path, model_path_or_name, language, device, compute_type, cpu_threads, beam_size,
-        progress, model, window_s: as in :func:`transcribe_file`.
+        progress, model, window_s, prompt, temperature: as in :func:`transcribe_file`.
         info: when given, receives ``language`` and ``duration_s`` as soon as they are known.
 
     Returns:
@@ -254,6 +265,7 @@ def iter_segments(
     if model is None:
         model = load_model(model_path_or_name, device=device, compute_type=compute_type, cpu_threads=cpu_threads)
     fixed_language = None if language in ("", "auto") else language
+    temperatures = temperature_fallbacks(temperature)
     for start, end in _windows(audio, window_s):
         offset = start / ENGINE_SAMPLE_RATE
         raw_segments, raw_info = model.transcribe(
@@ -264,6 +276,8 @@ def iter_segments(
             vad_filter=True,
             # Each window is a fresh call, so a repetition loop cannot run across windows.
             condition_on_previous_text=True,
+            initial_prompt=(prompt or None) if start == 0 else None,
+            temperature=temperatures,
         )
         if fixed_language is None:
             # The language found in the first window holds for the rest of the file.
@@ -290,6 +304,14 @@ def iter_segments(
                 progress(min((offset + raw.end) / duration, 1.0))
         if progress is not None and duration > 0:
             progress(min(end / ENGINE_SAMPLE_RATE / duration, 1.0))
+
+
+def temperature_fallbacks(first: float) -> list[float]:
+    """The temperatures a segment is tried at: ``first``, then hotter by 0.2 up to 1.0."""
+    if not 0.0 <= first <= 1.0:
+        raise ValueError("temperature must be 0..1")
+    steps = [round(first + 0.2 * i, 2) for i in range(6)]
+    return [t for t in steps if t <= 1.0] or [1.0]
 
 
 def _windows(audio: np.ndarray, window_s: float) -> Iterator[tuple[int, int]]:

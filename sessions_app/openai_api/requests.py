@@ -120,7 +120,13 @@ def do_transcribe(owner, request: TranscriptionRequest) -> BatchJob:
     Returns the finished job. Raises OpenAIError when it failed or did not finish in time.
     """
     job = do_create_job(
-        owner, request.upload, duration_s=request.duration_s, language=request.language, model=request.model
+        owner,
+        request.upload,
+        duration_s=request.duration_s,
+        language=request.language,
+        model=request.model,
+        prompt=request.prompt,
+        temperature=request.temperature,
     )
     return wait_for_job(job, settings.OPENAI_API_WAIT_S)
 

@@ -34,7 +34,7 @@ def _compression_ratio(text: str) -> float:
     return round(len(data) / len(zlib.compress(data)), 4) if data else 0.0
 
 
-def _segment(index: int, segment: dict[str, Any]) -> dict[str, Any]:
+def _segment(index: int, segment: dict[str, Any], temperature: float) -> dict[str, Any]:
     words = segment.get("words") or []
     probabilities = [max(float(w.get("probability", 1.0)), 1e-6) for w in words]
     avg_logprob = sum(math.log(p) for p in probabilities) / len(probabilities) if probabilities else 0.0
@@ -46,7 +46,7 @@ def _segment(index: int, segment: dict[str, Any]) -> dict[str, Any]:
         "end": float(segment["end"]),
         "text": f" {text}",  # Whisper's (and OpenAI's) segment text starts with its space
         "tokens": [],
-        "temperature": 0.0,  # the batch decoder decodes at temperature 0
+        "temperature": temperature,  # the first attempt's (a hotter fallback is not recorded)
         # From the words' probabilities: the batch result keeps no token log-probabilities.
         "avg_logprob": round(avg_logprob, 4),
         "compression_ratio": _compression_ratio(text),
@@ -63,7 +63,7 @@ def verbose_json(job: BatchJob, granularities: tuple[str, ...] = ()) -> dict[str
         "text": job_text(job),
     }
     if not granularities or "segment" in granularities:
-        body["segments"] = [_segment(i, s) for i, s in enumerate(job.segments or [])]
+        body["segments"] = [_segment(i, s, job.temperature) for i, s in enumerate(job.segments or [])]
     if "word" in granularities:
         body["words"] = [
             {"word": str(w["word"]).strip(), "start": float(w["start"]), "end": float(w["end"])}

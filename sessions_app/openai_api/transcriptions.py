@@ -60,7 +60,9 @@ class TranscriptionForm(serializers.Serializer):
     file = serializers.FileField(help_text="The audio file (any common format).")
     model = serializers.CharField(help_text="whisper-1 (the configured final model), or a name from GET /v1/models.")
     language = serializers.CharField(required=False, help_text="ISO-639-1 code; detected when left out.")
-    prompt = serializers.CharField(required=False, help_text="Accepted for compatibility.")
+    prompt = serializers.CharField(
+        required=False, help_text="Text that comes before the audio: names, spellings, style."
+    )
     response_format = serializers.ChoiceField(choices=RESPONSE_FORMATS, required=False, default="json")
     timestamp_granularities = serializers.ListField(
         child=serializers.ChoiceField(choices=TIMESTAMP_GRANULARITIES),

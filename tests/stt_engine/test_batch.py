@@ -6,7 +6,7 @@ import wave
 import numpy as np
 import pytest
 
-from stt_engine.batch import BatchAudioError, _windows, probe_duration, transcribe_file
+from stt_engine.batch import BatchAudioError, _windows, probe_duration, temperature_fallbacks, transcribe_file
 from tests.speech import dev_clip, word_error_rate
 
 
@@ -50,6 +50,23 @@ def test_it_transcribes_a_clip_with_word_timings_and_progress():
     assert words and all(0 <= w.start <= w.end <= result.duration_s + 0.5 for w in words)
     assert all(a.start <= b.start for a, b in itertools.pairwise(words))
     assert reports == sorted(reports) and reports[-1] == 1.0
+
+
+def test_a_prompt_spells_a_name_as_it_is_written_there():
+    clip = dev_clip("librivox_sense_and_sensibility_01_0870")  # "... mister john dashwood had then ..."
+    plain = " ".join(s.text for s in transcribe_file(clip.path, language="en").segments)
+    prompted = " ".join(s.text for s in transcribe_file(clip.path, language="en", prompt="Glossary: Dashwud.").segments)
+    assert "Dashwood" in plain and "Dashwud" not in plain
+    assert "Dashwud" in prompted
+    assert word_error_rate([clip.text.replace("dashwood", "dashwud")], [prompted]) <= 0.15
+
+
+def test_the_temperature_is_the_first_attempts_and_hotter_ones_follow():
+    assert temperature_fallbacks(0.0) == [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]  # faster-whisper's default
+    assert temperature_fallbacks(0.5) == [0.5, 0.7, 0.9]
+    assert temperature_fallbacks(1.0) == [1.0]
+    with pytest.raises(ValueError):
+        temperature_fallbacks(1.5)
 
 
 def test_silence_gives_no_text(tmp_path):

@@ -111,7 +111,7 @@ def test_verbose_json_has_duration_language_segments_and_words(sdk, served_by_th
         file=_file(jfk),
         response_format="verbose_json",
         timestamp_granularities=["word", "segment"],
-        temperature=0.0,
+        temperature=0.2,  # sampled (best of 5): the transcript stays within the bound
         prompt="A speech by President Kennedy.",
     )
     assert isinstance(result, openai.types.audio.TranscriptionVerbose)
@@ -120,6 +120,7 @@ def test_verbose_json_has_duration_language_segments_and_words(sdk, served_by_th
     assert word_error_rate([jfk.text], [result.text]) < MAX_WER, result.text
     assert result.segments and result.words
     assert [segment.id for segment in result.segments] == list(range(len(result.segments)))
+    assert {segment.temperature for segment in result.segments} == {0.2}
     for segment in result.segments:
         assert 0 <= segment.start < segment.end <= result.duration + 0.1 and segment.text.strip()
     assert " ".join(s.text.strip() for s in result.segments) == result.text
@@ -128,6 +129,16 @@ def test_verbose_json_has_duration_language_segments_and_words(sdk, served_by_th
     assert all(0 <= w.start <= w.end <= result.duration + 0.1 and w.word == w.word.strip() for w in result.words)
     assert word_error_rate([jfk.text], [" ".join(w.word for w in result.words)]) < MAX_WER
     assert result.usage is not None and result.usage.seconds >= jfk.duration_s - 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_prompt_reaches_the_decoder(sdk, served_by_the_worker, api_token):
+    clip = dev_clip("librivox_sense_and_sensibility_01_0870")  # "... mister john dashwood had then ..."
+    text = sdk.audio.transcriptions.create(
+        model="whisper-1", file=_file(clip), prompt="Glossary: Dashwud.", response_format="text", language="en"
+    )
+    assert "Dashwud" in text, text  # spelled as the prompt writes it (Whisper alone: Dashwood)
+    assert BatchJob.objects.get(owner=api_token.user).prompt == "Glossary: Dashwud."
 
 
 @pytest.mark.django_db(transaction=True)
