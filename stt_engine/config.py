@@ -132,7 +132,7 @@ class EngineConfig:
     cut_search_s: float = 8.0
 
     refine_turns: bool = True
-    turn_pause_s: float = 1.5
+    turn_pause_s: float = 1.2
     refine_max_turn_s: float = 24.0
     refine_pending_max_s: float = 120.0
     refine_window: str = "auto"

@@ -244,7 +244,7 @@ STT_BEAM_SIZE = env_int("STT_BEAM_SIZE", 5, minimum=1, maximum=10)
 STT_CONTEXT_AFTER_PAUSE_S = env_float("STT_CONTEXT_AFTER_PAUSE_S", 0.0, minimum=0.0, maximum=60.0)
 # Each speaker's turn is decoded again as one window once it ends (stt_revised).
 STT_REFINE_TURNS = env_bool("STT_REFINE_TURNS", True)
-STT_TURN_PAUSE_S = env_float("STT_TURN_PAUSE_S", 1.5, minimum=0.3, maximum=30.0)
+STT_TURN_PAUSE_S = env_float("STT_TURN_PAUSE_S", 1.2, minimum=0.3, maximum=30.0)
 STT_REFINE_YIELD_S = env_float("STT_REFINE_YIELD_S", 2.0, minimum=0.0, maximum=30.0)
 STT_DEFAULT_LANGUAGE = normalize_language(env_str("STT_DEFAULT_LANGUAGE", "auto"))
 if STT_DEFAULT_LANGUAGE is None:

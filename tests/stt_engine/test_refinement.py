@@ -31,10 +31,11 @@ def test_a_turn_of_several_finals_is_revised_as_one_window(make_session):
         assert all(a.start <= b.start for a, b in zip(utterance.words, utterance.words[1:], strict=False))
 
 
-def test_a_pause_ends_the_turn_and_its_revision_comes_while_the_stream_goes_on(make_session):
+def test_a_pause_ends_the_turn_and_its_revision_comes_while_the_stream_goes_on(make_session, engine_config):
     first, second = dev_clip("jfk"), dev_clip("librivox_sense_and_sensibility_01_0870")
     pcm = np.concatenate([read_pcm(first.path, tail_s=3.0), read_pcm(second.path)])
-    session = make_session()
+    # JFK pauses up to about 1.3 s between phrases: with turns ended by 1.5 s, the clip is one turn.
+    session = make_session(config=replace(engine_config, turn_pause_s=1.5))
     # The refinement is optional work that the host runs between commands (as the engine
     # process does); here it runs after every chunk, like the child after each audio command.
     evs = []
