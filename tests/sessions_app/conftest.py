@@ -15,9 +15,21 @@ from django.db import connection
 from rest_framework.authtoken.models import Token
 
 from sessions_app.stream_limits import stream_slots
-from tests.sessions_app.celery_worker import database_url
+from tests.sessions_app.celery_worker import database_url, start_worker
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def worker(django_db_setup, django_db_blocker, tmp_path_factory):
+    """A real Celery worker for the module's tests, on the test database, with its own MEDIA_ROOT
+    (yielded with it: point the server's at it)."""
+    media = tmp_path_factory.mktemp("media")
+    with django_db_blocker.unblock():
+        settings_dict = dict(connection.settings_dict)
+    running = start_worker(settings_dict, media, tmp_path_factory.mktemp("worker") / "worker.log")
+    yield running, media
+    running.stop()
 
 
 @pytest.fixture

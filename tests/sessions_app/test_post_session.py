@@ -10,7 +10,6 @@ import pytest
 import soundfile
 from asgiref.sync import async_to_sync
 from channels.layers import channel_layers, get_channel_layer
-from django.db import connection
 from django.urls import reverse
 from django.utils import timezone
 from rest_framework.test import APIClient
@@ -20,7 +19,6 @@ from sessions_app.models import SessionMember, TranscriptionSession, Utterance
 from sessions_app.recordings import close_recording, open_recording
 from sessions_app.tasks import auto_end_session, post_session_pass
 from stt_engine.batch import BatchResult, BatchSegment, Word, transcribe_file
-from tests.sessions_app.celery_worker import start_worker
 from tests.speech import dev_clip, word_error_rate
 
 State = TranscriptionSession.TranscriptState
@@ -74,16 +72,6 @@ def _live(session, speaker, pieces: list[tuple[float, float, str]], spoken_from:
         )
         for n, (start, end, text) in enumerate(pieces, start=1)
     ]
-
-
-@pytest.fixture(scope="module")
-def worker(django_db_setup, django_db_blocker, tmp_path_factory):
-    media = tmp_path_factory.mktemp("media")
-    with django_db_blocker.unblock():
-        settings_dict = dict(connection.settings_dict)
-    running = start_worker(settings_dict, media, tmp_path_factory.mktemp("worker") / "worker.log")
-    yield running, media
-    running.stop()
 
 
 def _wait_until_done(api: APIClient, session_id, running, timeout_s: float = 300) -> dict:

@@ -8,21 +8,9 @@ import time
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django.db import connection
 from rest_framework.test import APIClient
 
-from tests.sessions_app.celery_worker import start_worker
 from tests.speech import dev_clip, word_error_rate
-
-
-@pytest.fixture(scope="module")
-def worker(django_db_setup, django_db_blocker, tmp_path_factory):
-    media = tmp_path_factory.mktemp("media")
-    with django_db_blocker.unblock():
-        settings_dict = dict(connection.settings_dict)
-    running = start_worker(settings_dict, media, tmp_path_factory.mktemp("worker") / "worker.log")
-    yield running, media
-    running.stop()
 
 
 def _poll(api: APIClient, job_id: str, worker, timeout_s: float = 240) -> dict:

@@ -9,20 +9,7 @@ from __future__ import annotations
 import openai
 import pytest
 from django.core.cache import cache
-from django.db import connection
 from rest_framework.authtoken.models import Token
-
-from tests.sessions_app.celery_worker import start_worker
-
-
-@pytest.fixture(scope="module")
-def worker(django_db_setup, django_db_blocker, tmp_path_factory):
-    media = tmp_path_factory.mktemp("media")
-    with django_db_blocker.unblock():
-        settings_dict = dict(connection.settings_dict)
-    running = start_worker(settings_dict, media, tmp_path_factory.mktemp("worker") / "worker.log")
-    yield running, media
-    running.stop()
 
 
 @pytest.fixture
