@@ -2,12 +2,14 @@
 
 Thin by design: the protocol, permissions and limits are here; what every live-audio endpoint
 shares (the stream's slot, its recording, the engine process of the server's pool, saving finals
-and relaying the engine's events) is ``live_stream.LiveStreamConsumer``. No model ever runs on
-this event loop.
+and relaying the engine's events) is ``live_stream.LiveStreamConsumer``, and holding a stream
+whose connection was lost for a resume is ``stream_resume``. No model ever runs on this event
+loop.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 from urllib.parse import parse_qs
@@ -15,15 +17,24 @@ from urllib.parse import parse_qs
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from sessions_app.live_stream import CaptionGroupMixin, LiveStreamConsumer, session_group, session_if_allowed
+from sessions_app.live_stream import (
+    CaptionGroupMixin,
+    EngineStream,
+    LiveStreamConsumer,
+    session_group,
+    session_if_allowed,
+)
 from sessions_app.protocol import (
     CloseCode,
     ErrorCode,
     ProtocolError,
     error_message,
     parse_client_message,
+    parse_resume,
     parse_start,
 )
+from sessions_app.stream_resume import AudioCursor, held_streams
+from stt_engine import events
 
 __all__ = ["CaptionConsumer", "StreamConsumer", "session_group"]
 
@@ -77,11 +88,27 @@ class StreamConsumer(LiveStreamConsumer):
 
     The handlers check the protocol and drive the stream of ``LiveStreamConsumer``: ``stt_start``
     begins it, binary frames are its audio, ``stt_flush`` finalizes the utterance, ``stt_stop``
-    ends it (``stt_start`` may follow).
+    ends it (``stt_start`` may follow). ``stt_ack`` tells the client how much of its audio is held.
+
+    A connection lost in the middle of a stream (no ``stt_stop``, not closed by the server, nor by
+    the client with 1000 or 1001, nor by an error) leaves the stream held (``stream_resume``): this consumer goes on
+    serving it without a socket. A later connection of the speaker that resumes it becomes its
+    ``front``: that connection hands every message on to this consumer (its ``backend``), and
+    what this consumer sends goes out through it.
     """
+
+    front: StreamConsumer | None = None  # the connection that carries this (resumed) stream now
+    backend: StreamConsumer | None = None  # the (resumed) stream that this connection carries
+    detached = False  # this stream's socket is gone: what it sends is dropped (until a resume)
+    waiting_speaker = False  # this speaker's stream is held: their stt_start resumes or ends it
+    closed_by_server = False
+    ack_task: asyncio.Task | None = None
 
     async def connect(self) -> None:
         self.init_stream_state(self.scope["url_route"]["kwargs"]["session_id"])
+        self.cursor = AudioCursor()
+        self.clock_offset_s = 0.0
+        self.missed: list[dict[str, Any]] = []  # finals and revisions made while the stream was held
         self.session = await session_if_allowed(self.user, self.session_id, None, stream=True)
         await self.accept()
         if self.session is None:
@@ -89,12 +116,20 @@ class StreamConsumer(LiveStreamConsumer):
                 ErrorCode.FORBIDDEN, "Only signed-in speakers of an open session may stream.", CloseCode.FORBIDDEN
             )
             return
+        if held_streams.for_speaker(self.session_id, self.user.pk) is not None:
+            # The held stream's slot and claim are this speaker's: their stt_start says what becomes of it.
+            self.waiting_speaker = True
+            self.tasks.append(asyncio.create_task(self._watch_time_limits()))
+            return
         await self.admit_stream()
 
     # --- client messages -------------------------------------------------------------
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
-        if not self.has_slot:
+        if self.backend is not None:
+            await self.backend.receive(text_data=text_data, bytes_data=bytes_data)
+            return
+        if not (self.has_slot or self.waiting_speaker):
             return
         self.last_message_at = time.monotonic()
         try:
@@ -122,23 +157,34 @@ class StreamConsumer(LiveStreamConsumer):
             raise ProtocolError(ErrorCode.ALREADY_STARTED, "This stream is already started; send stt_stop first.")
         default_language = self.session.language if self.session.language != "auto" else settings.STT_DEFAULT_LANGUAGE
         sample_rate, language = parse_start(message, default_language)
-        clock_offset_s = await self.begin_stream(sample_rate, language)
-        await self.send_json(
-            {
-                "type": "stt_listening",
-                "session_id": str(self.session_id),
-                "speaker": self.user.username,
-                "sample_rate": self.sample_rate,
-                "language": self.language,
-                "clock_offset": round(clock_offset_s, 3),
-                "stream_id": self.stream_id,
-            }
-        )
+        try:
+            resume = parse_resume(message)
+        except ProtocolError as exc:  # (a fresh stream starts all the same)
+            resume = None
+            await self._send_error(exc.code, exc.message)
+        if resume is not None:
+            problem = held_streams.check(resume, self.session_id, self.user.pk, sample_rate)
+            if problem is None and not self.waiting_speaker:  # (cannot be: the held stream has the claim)
+                problem = "This connection already has a stream of its own. A fresh stream starts."
+            if problem is None:
+                await self._carry(held_streams.take(resume.stream_id).owner, resume.samples)
+                return
+            await self._send_error(ErrorCode.BAD_RESUME, problem)
+        if self.waiting_speaker and not await self._end_held_and_admit():
+            return
+        self.cursor.restart()
+        self.clock_offset_s = await self.begin_stream(sample_rate, language)
+        await self._send_listening(resumed=False)
+        self._start_acks()
 
     async def _on_audio(self, data: bytes) -> None:
         if not self.started:
             raise ProtocolError(ErrorCode.NOT_STARTED, "Send stt_start before audio.")
+        data = self.cursor.new_audio(data)  # (after a resume: without what the stream already holds)
+        if not data:
+            return
         await self.accept_audio(data)
+        self.cursor.held(data)
 
     async def _on_flush(self, message: dict[str, Any]) -> None:
         if not self.started:
@@ -149,3 +195,175 @@ class StreamConsumer(LiveStreamConsumer):
         if not self.started:
             raise ProtocolError(ErrorCode.NOT_STARTED, "Nothing to stop: send stt_start first.")
         await self._stop_stream()
+        if self.cursor.samples != self.cursor.acknowledged:
+            await self._ack()
+
+    async def _send_listening(self, *, resumed: bool) -> None:
+        await self.send_json(
+            {
+                "type": "stt_listening",
+                "session_id": str(self.session_id),
+                "speaker": self.user.username,
+                "sample_rate": self.sample_rate,
+                "language": self.language,
+                "clock_offset": round(self.clock_offset_s, 3),
+                "stream_id": self.stream_id,
+                "resumed": resumed,
+                "samples": self.cursor.samples,
+            }
+        )
+
+    # --- acknowledgements -------------------------------------------------------------
+
+    def _start_acks(self) -> None:
+        if self.ack_task is None or self.ack_task.done():
+            self.ack_task = asyncio.create_task(self._send_acks())
+            self.tasks.append(self.ack_task)
+
+    async def _send_acks(self) -> None:
+        while True:
+            if self.cursor.samples != self.cursor.acknowledged:
+                await self._ack()
+            await asyncio.sleep(ACK_EVERY_S)
+
+    async def _ack(self) -> None:
+        self.cursor.acknowledged = self.cursor.samples
+        await self.send_json(
+            {
+                "type": "stt_ack",
+                "session_id": str(self.session_id),
+                "stream_id": self.stream_id,
+                "samples": self.cursor.samples,
+            }
+        )
+
+    # --- holding and resuming ---------------------------------------------------------
+
+    async def _carry(self, stream: StreamConsumer, client_samples: int) -> None:
+        """This connection resumes ``stream``: from now on it only carries that stream's messages."""
+        self._cancel_tasks()
+        self.waiting_speaker = False
+        self.backend = stream
+        self.has_slot = True  # (the held stream's: given back when it ends)
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        await stream.resume_on(self, client_samples)
+
+    async def resume_on(self, front: StreamConsumer, client_samples: int) -> None:
+        """Serve this held stream through ``front``; the client sends its audio again from ``client_samples``."""
+        self.front, self.detached, self.closed_by_server = front, False, False
+        self.cursor.resume_from(client_samples)
+        self.last_message_at = time.monotonic()
+        self.tasks.append(asyncio.create_task(self._watch_time_limits()))
+        await self._send_listening(resumed=True)
+        missed, self.missed = self.missed, []
+        for message in missed:  # (the session's other sockets had them as they came)
+            await self.send_json(message)
+        self._start_acks()  # (its first acknowledges at once)
+
+    async def _end_held_and_admit(self) -> bool:
+        """The speaker starts afresh while their stream is held: end that one, then take a slot for this one."""
+        self.waiting_speaker = False
+        self._cancel_tasks()
+        held = held_streams.for_speaker(self.session_id, self.user.pk)
+        if held is not None and held_streams.take(held.stream_id) is not None:
+            # Its slot and claim come back at once and once its recording is closed: admission waits for them.
+            ending = asyncio.create_task(held.owner.end_held_stream())
+            _endings.add(ending)
+            ending.add_done_callback(_endings.discard)
+        return await self.admit_stream()
+
+    async def end_held_stream(self) -> None:
+        """End the held stream as a disconnect would: its last utterance is flushed and saved, the recording closed."""
+        await LiveStreamConsumer.disconnect(self, 1001)
+
+    async def _hold(self) -> None:
+        self._cancel_tasks()  # its time limits and acknowledgements wait for a connection
+        await self.channel_layer.group_discard(self.group, self.channel_name)
+        held_streams.hold(
+            self,
+            stream_id=self.stream_id,
+            session_id=self.session_id,
+            user_id=self.user.pk,
+            samples=self.cursor.samples,
+            grace_s=settings.STT_RESUME_GRACE_S,
+            on_expiry=self.end_held_stream,
+        )
+
+    def _cancel_tasks(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        self.tasks.clear()
+
+    async def connection_lost(self, code: int, *, closed_by_server: bool = False) -> None:
+        """This stream's socket is gone: hold the stream if it was cut off in the middle, else end it."""
+        self.front = None
+        if self.detached:
+            return  # (held already, or ended)
+        self.detached = True  # (what the stream still sends has nobody to go to)
+        closed_by_server = closed_by_server or self.closed_by_server
+        if (
+            self.has_slot
+            and self.started
+            and not self.revoked
+            and not closed_by_server
+            and code not in _ENDS_NOW
+            and settings.STT_RESUME_GRACE_S > 0
+        ):
+            await self._hold()
+            return
+        await LiveStreamConsumer.disconnect(self, code)
+
+    # --- the socket, for a stream that may outlive it -----------------------------------
+
+    async def on_engine_message(self, message: dict[str, Any], event: events.Event, stream: EngineStream) -> None:
+        if self.detached and message["type"] in _KEPT_WHILE_HELD and len(self.missed) < _MAX_KEPT:
+            self.missed.append(message)
+        await super().on_engine_message(message, event, stream)
+
+    async def send(self, text_data: str | None = None, bytes_data: bytes | None = None, close: bool = False) -> None:
+        if self.front is not None:
+            await self.front.send(text_data=text_data, bytes_data=bytes_data, close=close)
+        elif not self.detached:  # (held: nobody to tell; its finals are saved and go to the session)
+            await super().send(text_data=text_data, bytes_data=bytes_data, close=close)
+
+    async def close(self, code: int | None = None, reason: str | None = None) -> None:
+        self.closed_by_server = True
+        if self.front is not None:
+            await self.front.close(code, reason)
+        elif not self.detached:
+            await super().close(code, reason)
+
+    async def session_ended(self, event: dict[str, Any]) -> None:
+        if self.backend is not None:
+            await self.backend.session_ended(event)
+        else:
+            await super().session_ended(event)
+
+    async def access_changed(self, event: dict[str, Any]) -> None:
+        if self.backend is not None:
+            await self.backend.access_changed(event)
+        else:
+            await super().access_changed(event)
+
+    async def disconnect(self, code: int) -> None:
+        if self.waiting_speaker:  # (it took nothing)
+            self.waiting_speaker = False
+            self._cancel_tasks()
+            return
+        if self.backend is not None:
+            stream, self.backend = self.backend, None
+            self.has_slot = False
+            self._cancel_tasks()
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+            await stream.connection_lost(code, closed_by_server=self.closed_by_server)
+            return
+        await self.connection_lost(code)
+
+
+_KEPT_WHILE_HELD = ("stt_final", "stt_revised")  # sent on resume; partials and states are stale by then
+_MAX_KEPT = 1000
+ACK_EVERY_S = 0.25  # stt_ack at most this long after audio arrived
+# The client ended the connection itself (1000, 1001), or an error in a handler did (1011, see
+# LiveStreamConsumer.__call__): the stream ends now.
+_ENDS_NOW = (1000, 1001, 1011)
+_endings: set[asyncio.Task] = set()  # held streams being ended (strong references)

@@ -20,6 +20,7 @@ Close codes (sent after an ``stt_error`` that explains them):
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from stt_engine.languages import normalize_language
@@ -47,6 +48,7 @@ class ErrorCode:
     IDLE_TIMEOUT = "IDLE_TIMEOUT"
     SESSION_TOO_LONG = "SESSION_TOO_LONG"
     SESSION_ENDED = "SESSION_ENDED"  # the session was ended: the stream is stopped, closed with 4410
+    BAD_RESUME = "BAD_RESUME"  # stt_start's resume names no stream held here for this speaker: a fresh one starts
 
 
 class CloseCode:
@@ -98,6 +100,34 @@ def parse_start(message: dict[str, Any], default_language: str) -> tuple[int, st
             f'language must be "auto" or one of Whisper\'s language codes such as "en", not {shown}.',
         )
     return sample_rate, language
+
+
+@dataclass(frozen=True)
+class ResumeRequest:
+    """``stt_start``'s ``resume``: the stream to continue, and how many of its samples the client saw acknowledged."""
+
+    stream_id: str
+    samples: int
+
+
+def parse_resume(message: dict[str, Any]) -> ResumeRequest | None:
+    """The ``resume`` of an ``stt_start``, ``None`` without one; ``BAD_RESUME`` when malformed."""
+    resume = message.get("resume")
+    if resume is None:
+        return None
+    stream_id = resume.get("stream_id") if isinstance(resume, dict) else None
+    samples = resume.get("samples") if isinstance(resume, dict) else None
+    if (
+        not isinstance(stream_id, str)
+        or not 0 < len(stream_id) <= 64
+        or isinstance(samples, bool)
+        or not isinstance(samples, int)
+        or samples < 0
+    ):
+        raise ProtocolError(
+            ErrorCode.BAD_RESUME, 'resume must be {"stream_id": "<id>", "samples": <count of samples, 0 or more>}.'
+        )
+    return ResumeRequest(stream_id, samples)
 
 
 def error_message(code: str, text: str, **extra: Any) -> dict[str, Any]:

@@ -223,7 +223,7 @@ async def test_a_seeded_fuzz_run_gets_coded_answers_only(endpoint, frames, live_
     messages = [json.loads(o["text"]) for o in outputs if o["type"] == "websocket.send" and "text" in o]
     errors = {m["code"] for m in messages if m["type"] == "stt_error"}
     documented = {"BAD_MESSAGE", "UNKNOWN_TYPE", "BAD_START", "ALREADY_STARTED", "NOT_STARTED", "BAD_AUDIO",
-                  "FRAME_TOO_LARGE", "RATE_LIMITED", "READ_ONLY"}
+                  "FRAME_TOO_LARGE", "RATE_LIMITED", "READ_ONLY", "BAD_RESUME"}
     assert errors and errors <= documented, errors
     assert _problems(caplog.records) == []
 
