@@ -10,6 +10,7 @@ loop.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from typing import Any
 from urllib.parse import parse_qs
@@ -323,8 +324,12 @@ class StreamConsumer(LiveStreamConsumer):
     async def send(self, text_data: str | None = None, bytes_data: bytes | None = None, close: bool = False) -> None:
         if self.front is not None:
             await self.front.send(text_data=text_data, bytes_data=bytes_data, close=close)
-        elif not self.detached:  # (held: nobody to tell; its finals are saved and go to the session)
+        elif not self.detached:
             await super().send(text_data=text_data, bytes_data=bytes_data, close=close)
+        elif text_data is not None and '"stt_error"' in text_data and len(self.missed) < _MAX_KEPT:
+            # Held: an engine's crash or absence is told on resume (the finals are saved and go
+            # to the session's other sockets as they come).
+            self.missed.append(json.loads(text_data))
 
     async def close(self, code: int | None = None, reason: str | None = None) -> None:
         self.closed_by_server = True
@@ -360,7 +365,7 @@ class StreamConsumer(LiveStreamConsumer):
         await self.connection_lost(code)
 
 
-_KEPT_WHILE_HELD = ("stt_final", "stt_revised")  # sent on resume; partials and states are stale by then
+_KEPT_WHILE_HELD = ("stt_final", "stt_revised")  # sent on resume (so are errors); partials and states are stale by then
 _MAX_KEPT = 1000
 ACK_EVERY_S = 0.25  # stt_ack at most this long after audio arrived
 # The client ended the connection itself (1000, 1001), or an error in a handler did (1011, see
