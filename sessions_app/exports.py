@@ -1,22 +1,30 @@
-"""Transcript exports shared by batch jobs and live sessions: JSON, TXT, SRT and WebVTT.
+"""Transcript exports shared by batch jobs and live sessions: JSON, TXT, SRT, WebVTT and DOCX.
 
 Everything is first turned into :class:`Piece` rows (a timed text, optionally with a speaker
 and word timings). Subtitle formats then split each piece into cues of at most
 ``MAX_LINES`` lines of ``MAX_LINE_CHARS`` characters (the usual broadcast limits), timing
 each cue by its words when the word timings match the text, or by interpolation over the
 characters when they do not (a corrected utterance).
+
+A session's TXT and DOCX are read as turns. Their times are session-relative (``0:05``,
+``1:02:03``: since the earliest speaker's recording began, see :func:`session_origin`), with
+the wall-clock time in the site's time zone beside them where it is known. Every speaker label
+of a session export comes from :func:`speaker_label` (for utterances) and the turns' ``speaker``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import io
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import docx
 import srt
 from django.utils import timezone
+from docx.shared import Pt, RGBColor
 
 from sessions_app.meeting_record.turns import Turn, group_into_turns
 from sessions_app.models import BatchJob, TranscriptionSession, Utterance
@@ -30,6 +38,9 @@ __all__ = [
     "Piece",
     "export_job",
     "export_session",
+    "format_offset",
+    "session_origin",
+    "speaker_label",
     "split_into_cues",
     "turns_to_txt",
 ]
@@ -37,13 +48,14 @@ __all__ = [
 MAX_LINE_CHARS = 42
 MAX_LINES = 2
 MIN_CUE_S = 0.05
-FORMATS = ("json", "txt", "srt", "vtt")
+FORMATS = ("json", "txt", "srt", "vtt", "docx")
 
 _CONTENT_TYPES = {
     "json": "application/json",
     "txt": "text/plain; charset=utf-8",
     "srt": "application/x-subrip; charset=utf-8",
     "vtt": "text/vtt; charset=utf-8",
+    "docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
 }
 
 
@@ -68,7 +80,7 @@ class Cue:
 
 @dataclass(frozen=True)
 class Export:
-    content: str
+    content: str | bytes  # bytes for DOCX
     content_type: str
     filename: str
 
@@ -171,6 +183,31 @@ def to_txt(pieces: Iterable[Piece]) -> str:
     return "\n".join(line for line in lines if line.strip()) + "\n"
 
 
+def format_offset(seconds: float) -> str:
+    """A session-relative time as a reader expects it: ``0:05``, ``12:34``, ``1:02:03``."""
+    total = int(max(seconds, 0.0))
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def session_origin(utterances: Iterable[Utterance]) -> dt.datetime | None:
+    """Time 0 of a session's transcript: when the earliest speaker's recording began (wall clock).
+
+    An utterance spoken at ``spoken_at`` lies ``start_s`` into its speaker's recording, so the
+    recording began at ``spoken_at - start_s``; ``None`` when no utterance knows when it was spoken.
+    """
+    starts = [u.spoken_at - dt.timedelta(seconds=u.start_s) for u in utterances if u.spoken_at is not None]
+    return min(starts) if starts else None
+
+
+def turn_offset(turn: Turn, origin: dt.datetime | None) -> float:
+    """Seconds from the session's time 0 to the turn (its recording time when the wall clock is unknown)."""
+    if origin is not None and turn.spoken_at is not None:
+        return max((turn.spoken_at - origin).total_seconds(), 0.0)
+    return max(turn.start, 0.0)
+
+
 def turn_clock(turn: Turn) -> str:
     """When a turn began: the wall-clock time (``HH:MM:SS``, site time zone), else its recording time."""
     if turn.spoken_at is not None:
@@ -180,19 +217,67 @@ def turn_clock(turn: Turn) -> str:
     return f"{hours}:{rest // 60:02d}:{rest % 60:02d}"
 
 
-def turns_to_txt(turns: Iterable[Turn]) -> str:
-    """One block per turn: ``speaker [time]``, then the paragraph; a blank line between turns."""
-    blocks = [f"{turn.speaker} [{turn_clock(turn)}]\n{turn.text}" for turn in turns if turn.text]
+def turn_times(turn: Turn, origin: dt.datetime | None) -> str:
+    """``0:05 · 14:20:14 UTC``: the session-relative time, then the wall clock where it is known."""
+    offset = format_offset(turn_offset(turn, origin))
+    if turn.spoken_at is None:
+        return offset
+    local = timezone.localtime(turn.spoken_at)
+    return f"{offset} · {local.strftime('%H:%M:%S')} {local.tzname() or ''}".rstrip()
+
+
+def turns_to_txt(turns: Iterable[Turn], origin: dt.datetime | None = None, *, times: bool = False) -> str:
+    """One block per turn, a blank line between turns.
+
+    Without ``times``: ``speaker: paragraph``. With: ``[0:05 · 14:20:14 UTC] speaker``, then the
+    paragraph on the next line.
+    """
+    blocks = [
+        f"[{turn_times(turn, origin)}] {turn.speaker}\n{turn.text}" if times else f"{turn.speaker}: {turn.text}"
+        for turn in turns
+        if turn.text
+    ]
     return "\n\n".join(blocks) + "\n" if blocks else ""
 
 
-def turn_fields(turn: Turn) -> dict[str, Any]:
-    """A turn as the JSON export (and the pages) carry it."""
+def pieces_to_timed_txt(pieces: Iterable[Piece]) -> str:
+    """A job's TXT with times: ``[0:05] text``, one segment a line."""
+    lines = [f"[{format_offset(p.start)}] {p.text}" for p in sorted(pieces, key=lambda p: p.start) if p.text.strip()]
+    return "\n".join(lines) + "\n" if lines else ""
+
+
+def _docx_bytes(title: str, subtitle: str, blocks: Iterable[tuple[str, str, str]]) -> bytes:
+    """A Word document: the title, a line under it, then per block a head (speaker bold, times grey), its paragraph."""
+    document = docx.Document()
+    document.core_properties.title = title
+    document.add_heading(title, level=1)
+    if subtitle:
+        document.add_paragraph(subtitle).runs[0].font.color.rgb = RGBColor(0x55, 0x55, 0x55)
+    for speaker, when, text in blocks:
+        head = document.add_paragraph()
+        head.paragraph_format.space_before = Pt(10)
+        head.paragraph_format.space_after = Pt(2)
+        head.paragraph_format.keep_with_next = True
+        if speaker:
+            head.add_run(speaker).bold = True
+            head.add_run("  ")
+        stamp = head.add_run(when)
+        stamp.font.color.rgb = RGBColor(0x66, 0x66, 0x66)
+        stamp.font.size = Pt(9)
+        document.add_paragraph(text)
+    buffer = io.BytesIO()
+    document.save(buffer)
+    return buffer.getvalue()
+
+
+def turn_fields(turn: Turn, origin: dt.datetime | None = None) -> dict[str, Any]:
+    """A turn as the JSON export (and the pages) carry it; ``offset`` is its session-relative time (s)."""
     return {
         "speaker": turn.speaker,
         "speaker_id": turn.speaker_id,
         "start": turn.start,
         "end": turn.end,
+        "offset": round(turn_offset(turn, origin), 3),
         "spoken_at": turn.spoken_at.isoformat() if turn.spoken_at else None,
         "text": turn.text,
         "utterance_ids": turn.utterance_ids,
@@ -211,9 +296,19 @@ def _vtt_time(seconds: float) -> str:
     return f"{hours:02d}:{minutes:02d}:{secs:02d}.{millis:03d}"
 
 
-def _render(fmt: str, pieces: list[Piece], meta: dict[str, Any], stem: str, turns: list[Turn] | None = None) -> Export:
+def _render(
+    fmt: str,
+    pieces: list[Piece],
+    meta: dict[str, Any],
+    stem: str,
+    turns: list[Turn] | None = None,
+    *,
+    times: bool = False,
+    origin: dt.datetime | None = None,
+) -> Export:
     if fmt not in FORMATS:
         raise ValueError(f"Unknown export format {fmt!r}: use one of {', '.join(FORMATS)}.")
+    content: str | bytes
     if fmt == "json":
         segments = [
             {
@@ -226,14 +321,23 @@ def _render(fmt: str, pieces: list[Piece], meta: dict[str, Any], stem: str, turn
             }
             for p in pieces
         ]
-        extra = {"turns": [turn_fields(turn) for turn in turns]} if turns is not None else {}
+        extra = {"turns": [turn_fields(turn, origin) for turn in turns]} if turns is not None else {}
         content = json.dumps({**meta, "segments": segments, **extra}, ensure_ascii=False, indent=2)
     elif fmt == "txt":
-        content = turns_to_txt(turns) if turns is not None else to_txt(pieces)
+        if turns is not None:
+            content = turns_to_txt(turns, origin, times=times)
+        else:
+            content = pieces_to_timed_txt(pieces) if times else to_txt(pieces)
     elif fmt == "srt":
         content = to_srt(pieces)
-    else:
+    elif fmt == "vtt":
         content = to_vtt(pieces)
+    else:
+        if turns is not None:
+            blocks = [(turn.speaker, turn_times(turn, origin), turn.text) for turn in turns if turn.text]
+        else:
+            blocks = [(p.speaker, format_offset(p.start), p.text) for p in pieces if p.text.strip()]
+        content = _docx_bytes(str(meta.get("title") or meta.get("filename") or stem), meta.get("subtitle", ""), blocks)
     return Export(content=content, content_type=_CONTENT_TYPES[fmt], filename=f"{stem}.{fmt}")
 
 
@@ -244,8 +348,8 @@ def job_pieces(job: BatchJob) -> list[Piece]:
     ]
 
 
-def export_job(job: BatchJob, fmt: str) -> Export:
-    """Render a finished job's transcript in ``fmt`` (``json``, ``txt``, ``srt`` or ``vtt``)."""
+def export_job(job: BatchJob, fmt: str, *, times: bool = False) -> Export:
+    """Render a finished job's transcript in ``fmt`` (one of ``FORMATS``); ``times``: TXT with times."""
     meta = {
         "job_id": str(job.id),
         "filename": job.original_filename,
@@ -255,7 +359,23 @@ def export_job(job: BatchJob, fmt: str) -> Export:
     }
     if job.corrected_text.strip() and fmt == "txt":
         return Export(job.corrected_text.strip() + "\n", _CONTENT_TYPES["txt"], f"job-{job.id}.txt")
-    return _render(fmt, job_pieces(job), meta, f"job-{job.id}")
+    if fmt == "docx":
+        meta = {**meta, "title": job.original_filename or f"Job {job.id}", "subtitle": _job_subtitle(job)}
+    return _render(fmt, job_pieces(job), meta, f"job-{job.id}", times=times)
+
+
+def _job_subtitle(job: BatchJob) -> str:
+    parts = [timezone.localtime(job.created_at).strftime("%Y-%m-%d %H:%M %Z")]
+    if job.detected_language or job.language:
+        parts.append(f"language {job.detected_language or job.language}")
+    if job.audio_duration_s:
+        parts.append(format_offset(job.audio_duration_s))
+    return " · ".join(parts)
+
+
+def speaker_label(utterance: Utterance) -> str:
+    """The name an utterance's speaker goes by in exports (the turns take theirs from ``meeting_record.turns``)."""
+    return utterance.speaker.get_username()
 
 
 def utterance_pieces(utterances: Iterable[Utterance]) -> list[Piece]:
@@ -265,7 +385,7 @@ def utterance_pieces(utterances: Iterable[Utterance]) -> list[Piece]:
             end=u.end_s,
             text=u.display_text.strip(),
             words=u.words or [],
-            speaker=u.speaker.get_username(),
+            speaker=speaker_label(u),
             extra={
                 "utterance_id": u.pk,
                 "original_text": u.text,
@@ -278,12 +398,14 @@ def utterance_pieces(utterances: Iterable[Utterance]) -> list[Piece]:
     ]
 
 
-def export_session(session: TranscriptionSession, fmt: str) -> Export:
-    """Render a session's current transcript, every utterance labelled with its speaker's username.
+def export_session(session: TranscriptionSession, fmt: str, *, times: bool = False) -> Export:
+    """Render a session's current transcript, every utterance labelled with its speaker.
 
     Only the current version counts (rows a later pass superseded are left out). JSON carries
     both the utterances (``segments``) and the speakers' ``turns``; TXT is one paragraph per
-    turn; SRT and WebVTT stay one cue run per utterance (their line and duration rules).
+    turn (``times``: with its session-relative and wall-clock time); DOCX is the title, then per
+    turn the speaker, times and paragraph; SRT and WebVTT stay one cue run per utterance (their
+    line and duration rules).
     """
     utterances = list(session.utterances.current().select_related("speaker"))
     meta = {
@@ -293,4 +415,9 @@ def export_session(session: TranscriptionSession, fmt: str) -> Export:
         "created_at": session.created_at.isoformat(),
     }
     turns = group_into_turns(utterances)
-    return _render(fmt, utterance_pieces(utterances), meta, f"session-{session.id}", turns)
+    origin = session_origin(utterances)
+    if fmt == "docx":
+        when = timezone.localtime(origin or session.created_at).strftime("%Y-%m-%d %H:%M %Z")
+        speakers = ", ".join(dict.fromkeys(turn.speaker for turn in turns))
+        meta = {**meta, "subtitle": f"{when} · {speakers}" if speakers else when}
+    return _render(fmt, utterance_pieces(utterances), meta, f"session-{session.id}", turns, times=times, origin=origin)

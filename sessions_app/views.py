@@ -11,7 +11,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from sessions_app import access, actions
-from sessions_app.exports import turn_fields
+from sessions_app.exports import session_origin, turn_fields
 from sessions_app.file_responses import ranged_file_response
 from sessions_app.forms import AddMemberForm, NewSessionForm, SignUpForm
 from sessions_app.meeting_record.post_session import end_session
@@ -96,6 +96,7 @@ def transcript(request: HttpRequest, session_id) -> HttpResponse:
     session = access.access_session(request.user, session_id)
     utterances = list(_utterances(session))
     turns = group_into_turns(utterances)
+    origin = session_origin(utterances)
     recordings = {
         r.speaker_id: {"speaker": r.speaker.get_username(), "speaker_id": r.speaker_id,
                        "url": reverse("recording-audio", args=[r.pk]),
@@ -117,10 +118,11 @@ def transcript(request: HttpRequest, session_id) -> HttpResponse:
         "session": session,
         "recordings": list(recordings.values()),
         "speakers": sorted({row["speaker"] for row in rows}),
-        "export_formats": [("txt", "TXT"), ("srt", "SRT"), ("vtt", "WebVTT"), ("json", "JSON")],
+        "export_formats": [("txt", "TXT"), ("txt&times=1", "TXT with times"), ("docx", "Word (DOCX)"),
+                           ("srt", "SRT"), ("vtt", "WebVTT"), ("json", "JSON")],
         "page_config": {
             "sessionId": str(session.pk), "canCorrect": can_correct, "utterances": rows,
-            "turns": [turn_fields(turn) for turn in turns],
+            "turns": [turn_fields(turn, origin) for turn in turns],
             "recordings": {str(k): v for k, v in recordings.items()},
             "transcriptState": session.transcript_state, "refineProgress": session.refine_progress,
         },

@@ -32,6 +32,7 @@ from sessions_app.models import BatchJob, SessionMember, Utterance
 from sessions_app.uploads import UploadRejectedError, check_upload
 
 FORMAT_PARAM = OpenApiParameter("format", str, enum=list(exports.FORMATS), default="json", description="Export format.")
+TIMES_PARAM = OpenApiParameter("times", str, enum=["1"], description="TXT: each turn (segment) with its times.")
 
 
 def error_response(code: str, error: str, http_status: int = status.HTTP_400_BAD_REQUEST) -> Response:
@@ -53,6 +54,10 @@ def export_response(export: exports.Export, download: bool) -> HttpResponse:
     disposition = "attachment" if download else "inline"
     response["Content-Disposition"] = f'{disposition}; filename="{export.filename}"'
     return response
+
+
+def _times(request: Request) -> bool:
+    return request.query_params.get("times") == "1"
 
 
 def _export_format(request: Request) -> str | None:
@@ -115,7 +120,7 @@ class BatchJobViewSet(
         do_delete_job(instance)
 
     @extend_schema(
-        parameters=[FORMAT_PARAM],
+        parameters=[FORMAT_PARAM, TIMES_PARAM],
         responses={
             (200, "application/json"): OpenApiTypes.OBJECT,
             (200, "text/plain"): OpenApiTypes.STR,
@@ -136,7 +141,9 @@ class BatchJobViewSet(
             return error_response(
                 "JOB_NOT_DONE", f"The job is {job.status} ({job.progress}%); try again later.", status.HTTP_409_CONFLICT
             )
-        return export_response(exports.export_job(job, fmt), request.query_params.get("download") == "1")
+        return export_response(
+            exports.export_job(job, fmt, times=_times(request)), request.query_params.get("download") == "1"
+        )
 
     @extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY})
     @action(detail=True, methods=["get"], url_path="audio", url_name="audio")
@@ -246,7 +253,7 @@ class SessionViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Retr
             return error_response("NOT_FOUND", f"{username!r} is not a member to remove.", status.HTTP_404_NOT_FOUND)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
-    @extend_schema(parameters=[FORMAT_PARAM], responses={(200, "text/plain"): OpenApiTypes.STR})
+    @extend_schema(parameters=[FORMAT_PARAM, TIMES_PARAM], responses={(200, "text/plain"): OpenApiTypes.STR})
     @action(detail=True, methods=["get"], url_path="export", url_name="export",
             content_negotiation_class=IgnoreFormatNegotiation)  # fmt: skip
     def export(self, request: Request, pk=None) -> HttpResponse:
@@ -255,4 +262,5 @@ class SessionViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Retr
         fmt = _export_format(request)
         if fmt is None:
             return error_response("BAD_FORMAT", f"format must be one of {', '.join(exports.FORMATS)}.")
-        return export_response(exports.export_session(session, fmt), request.query_params.get("download") == "1")
+        export = exports.export_session(session, fmt, times=_times(request))
+        return export_response(export, request.query_params.get("download") == "1")

@@ -91,8 +91,12 @@ def test_exports_label_speakers_in_every_format(user, session_with_talk):
     api = _client(user)
     base = f"/api/sessions/{session_with_talk.id}/export/"
     txt = api.get(base, {"format": "txt"}).content.decode()
-    # One block per turn: "speaker [time]", then the paragraph.
-    assert txt.split("\n\n")[1].startswith("bob [0:00:02]\nMorning, the budget is ready.")
+    # One block per turn: "speaker: paragraph"; with times=1 "[time] speaker", then the paragraph.
+    assert txt.split("\n\n")[1].startswith("bob: Morning, the budget is ready.")
+    timed = api.get(base, {"format": "txt", "times": "1"}).content.decode()
+    assert timed.split("\n\n")[1].startswith("[0:02] bob\nMorning, the budget is ready.")
+    docx_export = api.get(base, {"format": "docx", "download": "1"})
+    assert docx_export["Content-Disposition"].startswith("attachment") and docx_export.content.startswith(b"PK")
     srt = api.get(base, {"format": "srt"})
     assert srt["Content-Type"].startswith("application/x-subrip")
     assert srt.content.decode().startswith("1\n00:00:00,000 --> 00:00:02,000\nalice: Good morning")

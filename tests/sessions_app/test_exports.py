@@ -1,10 +1,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import io
 import itertools
 import json
 import re
 
+import docx
 import pytest
 from django.utils import timezone
 
@@ -119,8 +121,19 @@ def test_job_export_uses_the_segments(user):
     )  # fmt: skip
     assert exports.export_job(job, "txt").content == "Hello there.\n"
     assert "00:00:00,000 --> 00:00:01,500" in exports.export_job(job, "srt").content
+    assert exports.export_job(job, "txt", times=True).content == "[0:00] Hello there.\n"
+    assert _docx_paragraphs(exports.export_job(job, "docx").content)[-2:] == ["0:00", "Hello there."]
     with pytest.raises(ValueError, match="format"):
-        exports.export_job(job, "docx")
+        exports.export_job(job, "pdf")
+
+
+def _docx_paragraphs(content: bytes) -> list[str]:
+    return [p.text for p in docx.Document(io.BytesIO(content)).paragraphs]
+
+
+def _export_text(session, fmt: str) -> str:
+    content = exports.export_session(session, fmt).content
+    return "\n".join(_docx_paragraphs(content)) if fmt == "docx" else content
 
 
 @pytest.fixture
@@ -152,7 +165,7 @@ def revised_talk(user, make_user, make_session):
 def test_session_exports_leave_superseded_rows_out(revised_talk):
     session, made = revised_talk
     for fmt in exports.FORMATS:
-        content = exports.export_session(session, fmt).content
+        content = _export_text(session, fmt)
         assert "helo every" not in content and "one today." not in content, fmt
         assert "Hello everyone, today." in content, fmt
     data = json.loads(exports.export_session(session, "json").content)
@@ -173,12 +186,44 @@ def test_session_json_and_txt_group_utterances_into_turns(revised_talk, user, ma
     # Another line of bob's right after his first joins his turn, one paragraph in TXT.
     Utterance.objects.filter(pk=made[4].pk).update(speaker=made[2].speaker)
     text = exports.export_session(session, "txt").content
-    blocks = text.strip().split("\n\n")
-    assert len(blocks) == 2
-    header, paragraph = blocks[1].split("\n")
-    assert re.fullmatch(r"bob \[\d{2}:\d{2}:\d{2}\]", header), header
-    assert paragraph == "Hi alice. Let us start."
-    assert blocks[0].startswith("alice [")
+    assert text.split("\n\n") == ["alice: Hello everyone, today.", "bob: Hi alice. Let us start.\n"]
+
+
+def test_txt_with_times_gives_each_turn_its_session_time_and_clock(revised_talk):
+    session, made = revised_talk
+    blocks = exports.export_session(session, "txt", times=True).content.strip().split("\n\n")
+    heads = [block.split("\n")[0] for block in blocks]
+    # Time 0 is when the recordings began; bob spoke 2.5 s in, alice again 4 s in.
+    clock = timezone.localtime(made[2].spoken_at).strftime("%H:%M:%S")
+    assert heads[1] == f"[0:02 · {clock} UTC] bob", heads
+    assert re.fullmatch(r"\[0:00 · \d{2}:\d{2}:\d{2} UTC\] alice", heads[0]), heads
+    assert heads[2].startswith("[0:04 · ") and heads[2].endswith("] alice")
+    assert [block.split("\n")[1] for block in blocks] == ["Hello everyone, today.", "Hi alice.", "Let us start."]
+
+
+def test_session_docx_opens_with_python_docx_and_holds_the_turns(revised_talk):
+    session, _ = revised_talk
+    export = exports.export_session(session, "docx")
+    assert export.filename.endswith(".docx") and export.content_type.endswith("wordprocessingml.document")
+    document = docx.Document(io.BytesIO(export.content))
+    paragraphs = [p for p in document.paragraphs if p.text]
+    assert paragraphs[0].text == session.title and paragraphs[0].style.name == "Heading 1"
+    assert "alice, bob" in paragraphs[1].text
+    turns = paragraphs[2:]
+    # Per turn: a head (the speaker in bold, then the times), then the paragraph.
+    heads, texts = turns[0::2], turns[1::2]
+    assert [p.runs[0].text for p in heads] == ["alice", "bob", "alice"]
+    assert all(p.runs[0].bold for p in heads)
+    assert [p.runs[-1].text.split(" · ")[0] for p in heads] == ["0:00", "0:02", "0:04"]
+    assert [p.text for p in texts] == ["Hello everyone, today.", "Hi alice.", "Let us start."]
+    assert "helo every" not in "\n".join(p.text for p in document.paragraphs)
+
+
+def test_turn_offsets_and_their_format(revised_talk):
+    session, _ = revised_talk
+    data = json.loads(exports.export_session(session, "json").content)
+    assert [t["offset"] for t in data["turns"]] == [0.0, 2.5, 4.0]
+    assert [exports.format_offset(s) for s in (0, 5.9, 62, 3723)] == ["0:00", "0:05", "1:02", "1:02:03"]
 
 
 def test_srt_keeps_one_cue_run_per_utterance(revised_talk):
