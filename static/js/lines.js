@@ -8,8 +8,37 @@
 // A longer pause between two utterances of one speaker starts a new turn (as MAX_PAUSE_S).
 export const MAX_PAUSE_S = 30;
 
+// One clock on every page: the viewer's time zone, 24-hour, "14:20:14" (the page's locale's digits
+// and separators). Server-rendered times come as <time datetime="ISO"> and are formatted on load
+// (localizeTimes); live ones are formatted here as they arrive.
+const CLOCK = new Intl.DateTimeFormat(undefined, {
+  hour: "2-digit",
+  minute: "2-digit",
+  second: "2-digit",
+  hourCycle: "h23",
+});
+const DATE_TIME = new Intl.DateTimeFormat(undefined, {
+  year: "numeric",
+  month: "short",
+  day: "numeric",
+  hour: "2-digit",
+  minute: "2-digit",
+  hourCycle: "h23",
+  timeZoneName: "short",
+});
+
 export function formatClock(date) {
-  return date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
+  return CLOCK.format(date);
+}
+
+/** Every <time datetime> under `root` in the viewer's time zone (data-format="datetime": with the date). */
+export function localizeTimes(root = document) {
+  for (const time of root.querySelectorAll("time[datetime]")) {
+    const when = new Date(time.dateTime);
+    if (Number.isNaN(when.getTime())) continue;
+    time.textContent = time.dataset.format === "datetime" ? DATE_TIME.format(when) : formatClock(when);
+    time.title = when.toString();
+  }
 }
 
 export function formatSeconds(seconds) {
@@ -47,10 +76,7 @@ export class LiveTranscript {
       [...finals.querySelectorAll("[data-utterance-id]")].map((node) => node.dataset.utteranceId),
     );
     // The server wrote its own clock's times; show them in the reader's, as live turns are.
-    for (const time of finals.querySelectorAll(".turn-head time[datetime]")) {
-      const when = new Date(time.dateTime);
-      if (!Number.isNaN(when.getTime())) time.textContent = formatClock(when);
-    }
+    localizeTimes(finals);
   }
 
   handle(message) {
@@ -203,7 +229,7 @@ function turnItem(message, span) {
       { class: "turn-head" },
       el("span", { class: "who", text: message.speaker }),
       " ",
-      el("time", { dateTime: when.toISOString(), text: formatClock(when) }),
+      el("time", { dateTime: when.toISOString(), text: formatClock(when), title: when.toString() }),
     ),
     el("p", { class: "turn-text" }, span),
   );

@@ -1,8 +1,10 @@
 // The transcript page: turns (one speaker's consecutive utterances as one paragraph), playback
 // with word seeking and highlighting, corrections of an utterance through the REST API, a
-// client-side search, and while the post-session pass runs its progress, then its transcript.
+// client-side search that marks its hits, and while the post-session pass runs its progress,
+// then its transcript. A turn's head shows its session-relative time (0:05) and its wall-clock
+// time in the viewer's zone; its Play button plays that turn and stops at its end.
 
-import { el, formatClock, formatSeconds } from "./lines.js";
+import { el, formatClock, formatSeconds, localizeTimes } from "./lines.js";
 import { csrfToken, pageConfig, showProblem } from "./page.js";
 
 const config = pageConfig();
@@ -30,19 +32,20 @@ function render() {
 function renderTurn(turn, utterances) {
   const speakerId = String(turn.speaker_id);
   const head = el("div", { class: "turn-head" }, el("span", { class: "who", text: turn.speaker }));
+  const offset = turn.offset ?? turn.start;
+  head.append(el("span", { class: "when", text: formatSeconds(offset), title: "Time into the session" }));
   const when = turn.spoken_at ? new Date(turn.spoken_at) : null;
   if (when && !Number.isNaN(when.getTime())) {
-    head.append(el("time", { dateTime: when.toISOString(), text: formatClock(when) }));
+    head.append(el("time", { dateTime: when.toISOString(), text: formatClock(when), title: when.toString() }));
   }
-  head.append(el("span", { class: "when", text: `${formatSeconds(turn.start)} – ${formatSeconds(turn.end)}` }));
   if (players.has(speakerId)) {
     head.append(
       el("button", {
         type: "button",
         class: "play",
         text: "▶ Play",
-        "aria-label": `Play ${turn.speaker} from ${formatSeconds(turn.start)}`,
-        onclick: () => seek(speakerId, turn.start),
+        "aria-label": `Play ${turn.speaker} at ${formatSeconds(offset)}`,
+        onclick: () => seek(speakerId, turn.start, turn.end),
       }),
     );
   }
@@ -114,10 +117,16 @@ function renderUtterance(u) {
 
 // --- playback -----------------------------------------------------------------------------
 
-function seek(speakerId, seconds) {
+// speaker id -> where its playback stops by itself (the end of the turn whose Play started it)
+const stopAt = new Map();
+
+/** Play a speaker's audio from `seconds`; with `until`, pause there (a turn's Play). */
+function seek(speakerId, seconds, until = null) {
   const audio = players.get(speakerId);
   if (!audio) return;
   for (const other of players.values()) if (other !== audio) other.pause();
+  if (until === null) stopAt.delete(speakerId);
+  else stopAt.set(speakerId, until);
   audio.currentTime = seconds;
   audio.play().catch((error) => showProblem(problems, `The audio could not play: ${error.message}`));
   highlight(speakerId, seconds);
@@ -154,12 +163,27 @@ function highlight(speakerId, time) {
   }
 }
 
+function stopIfDone(speakerId, audio) {
+  const end = stopAt.get(speakerId);
+  if (end === undefined || audio.currentTime < end) return;
+  stopAt.delete(speakerId);
+  audio.pause();
+}
+
 for (const [speakerId, audio] of players) {
   let frame = 0;
   const tick = () => {
+    stopIfDone(speakerId, audio);
     highlight(speakerId, audio.currentTime);
     if (!audio.paused) frame = requestAnimationFrame(tick);
   };
+  // (requestAnimationFrame does not run in a background tab; timeupdate still does.)
+  audio.addEventListener("timeupdate", () => stopIfDone(speakerId, audio));
+  // The reader's own play or seek on the controls plays on past the turn's end.
+  audio.addEventListener("seeking", () => {
+    const end = stopAt.get(speakerId);
+    if (end !== undefined && audio.currentTime > end) stopAt.delete(speakerId);
+  });
   audio.addEventListener("play", () => {
     cancelAnimationFrame(frame);
     frame = requestAnimationFrame(tick);
@@ -213,6 +237,7 @@ function applyFilter() {
   const speaker = speakerFilter.value;
   const byId = new Map(config.utterances.map((u) => [String(u.id), u]));
   let shown = 0;
+  let hits = 0;
   for (const turn of list.children) {
     let any = false;
     for (const item of turn.querySelectorAll(".utt")) {
@@ -220,13 +245,60 @@ function applyFilter() {
       const haystack = `${u.text} ${u.corrected_text}`.toLowerCase();
       const visible = (!needle || haystack.includes(needle)) && (!speaker || u.speaker === speaker);
       item.hidden = !visible;
+      unmark(item);
+      if (visible && needle) hits += markHits(item, needle);
       if (visible) shown += 1;
       any ||= visible;
     }
     turn.hidden = !any;
   }
+  const found = needle ? ` (${hits} ${hits === 1 ? "hit" : "hits"})` : "";
   $("search-count").textContent =
-    needle || speaker ? `${shown} of ${config.utterances.length} utterances match.` : "";
+    needle || speaker ? `${shown} of ${config.utterances.length} utterances match${found}.` : "";
+  if (needle) list.querySelector("mark.hit")?.scrollIntoView({ block: "nearest" });
+}
+
+function unmark(root) {
+  for (const mark of root.querySelectorAll("mark.hit")) mark.replaceWith(...mark.childNodes);
+  root.normalize();
+}
+
+/**
+ * Wrap every occurrence of `needle` in the item's shown text in <mark class="hit">, also where
+ * it spans several word spans (each piece of it gets its own mark). Returns how many were found.
+ */
+function markHits(root, needle) {
+  const nodes = [];
+  const walker = document.createTreeWalker(root, NodeFilter.SHOW_TEXT, {
+    acceptNode: (node) => (node.parentElement.closest("button, .label") ? NodeFilter.FILTER_REJECT : NodeFilter.FILTER_ACCEPT),
+  });
+  while (walker.nextNode()) nodes.push(walker.currentNode);
+  const text = nodes.map((node) => node.nodeValue).join("").toLowerCase();
+  const ranges = [];
+  for (let at = text.indexOf(needle); at >= 0; at = text.indexOf(needle, at + needle.length)) {
+    ranges.push([at, at + needle.length]);
+  }
+  if (!ranges.length) return 0;
+  let offset = 0;
+  for (const node of nodes) {
+    const start = offset;
+    const end = offset + node.nodeValue.length;
+    offset = end;
+    // The parts of this text node inside a hit, last first (splitting keeps the earlier offsets).
+    const parts = ranges
+      .map(([a, b]) => [Math.max(a, start) - start, Math.min(b, end) - start])
+      .filter(([a, b]) => a < b)
+      .reverse();
+    for (const [a, b] of parts) {
+      const hit = node.splitText(a);
+      hit.splitText(b - a);
+      if (!hit.nodeValue.trim()) continue; // (the space between two words stays unmarked)
+      const mark = el("mark", { class: "hit" });
+      hit.replaceWith(mark);
+      mark.append(hit);
+    }
+  }
+  return ranges.length;
 }
 search.addEventListener("input", applyFilter);
 speakerFilter.addEventListener("change", applyFilter);
@@ -283,6 +355,7 @@ async function pollRefining() {
   }
 }
 
+localizeTimes(document.querySelector(".page-head"));
 render();
 if (config.transcriptState === "refining") {
   showRefineState("refining", config.refineProgress);
