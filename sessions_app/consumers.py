@@ -15,9 +15,11 @@ import time
 from typing import Any
 from urllib.parse import parse_qs
 
+from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
+from sessions_app.live_presence import PRESENCE_POLL_S, connected_speakers
 from sessions_app.live_stream import (
     CaptionGroupMixin,
     EngineStream,
@@ -41,7 +43,13 @@ __all__ = ["CaptionConsumer", "StreamConsumer", "session_group"]
 
 
 class CaptionConsumer(CaptionGroupMixin, AsyncWebsocketConsumer):
-    """Read-only live captions for members and holders of the session's share token."""
+    """Read-only live captions for members and holders of the session's share token.
+
+    ``stt_viewing`` names the speakers connected to stream (``speakers``); ``stt_presence``
+    tells of every change of them after that (``live_presence``).
+    """
+
+    presence_task: asyncio.Task | None = None
 
     async def connect(self) -> None:
         self.session_id = self.scope["url_route"]["kwargs"]["session_id"]
@@ -55,7 +63,23 @@ class CaptionConsumer(CaptionGroupMixin, AsyncWebsocketConsumer):
             return
         await self.channel_layer.group_add(session_group(self.session_id), self.channel_name)
         self.joined = True
-        await self.send_json({"type": "stt_viewing", "session_id": str(self.session_id), "title": session.title})
+        speakers = await database_sync_to_async(connected_speakers)(self.session_id)
+        await self.send_json(
+            {"type": "stt_viewing", "session_id": str(self.session_id), "title": session.title, "speakers": speakers}
+        )
+        self.presence_task = asyncio.create_task(self._follow_presence(speakers))
+
+    async def _follow_presence(self, speakers: list[dict[str, Any]]) -> None:
+        """Send ``stt_presence`` whenever the connected speakers change."""
+        while True:
+            await asyncio.sleep(PRESENCE_POLL_S)
+            try:
+                now = await database_sync_to_async(connected_speakers)(self.session_id)
+            except Exception:  # (a blip of Redis or the database: ask again next time)
+                continue
+            if now != speakers:
+                speakers = now
+                await self.send_json({"type": "stt_presence", "session_id": str(self.session_id), "speakers": now})
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if text_data is not None:
@@ -76,6 +100,9 @@ class CaptionConsumer(CaptionGroupMixin, AsyncWebsocketConsumer):
         return await session_if_allowed(user, self.session_id, self.share_token, stream=False) is not None
 
     async def leave_group(self) -> None:
+        if self.presence_task is not None:
+            self.presence_task.cancel()
+            self.presence_task = None
         if self.joined:
             self.joined = False
             await self.channel_layer.group_discard(session_group(self.session_id), self.channel_name)

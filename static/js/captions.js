@@ -1,4 +1,5 @@
-// The caption viewer: read-only live captions, large text, adjustable size.
+// The caption viewer: read-only live captions, large text, adjustable size. Before anyone
+// speaks it says so, and names the speakers connected (stt_viewing's and stt_presence's speakers).
 
 import { CLOSING_ERRORS, closeText, errorText } from "./errors.js";
 import { LiveTranscript, followScrolling } from "./lines.js";
@@ -41,6 +42,36 @@ function setBanner(text) {
   banner.hidden = !text;
 }
 
+// --- before anyone speaks; who is connected ---------------------------------------------
+
+const waiting = $("waiting");
+let spoken = Boolean($("finals").children.length);
+
+function names(speakers) {
+  const list = speakers.map((s) => s.speaker);
+  if (list.length <= 1) return list.join("");
+  return `${list.slice(0, -1).join(", ")} and ${list[list.length - 1]}`;
+}
+
+function showPresence(speakers) {
+  const who = names(speakers);
+  $("waiting-who").textContent = who
+    ? `${who} ${speakers.length === 1 ? "is" : "are"} connected.`
+    : "No speaker is connected yet.";
+  const bar = $("presence");
+  bar.textContent = who ? `Connected: ${who}` : "";
+  bar.hidden = !who;
+}
+
+function someoneSpoke(message) {
+  if (spoken) return;
+  const partial = message.type === "stt_update" || message.type === "stt_stabilized";
+  if (message.type === "stt_final" || (partial && (message.text || "").trim())) {
+    spoken = true;
+    waiting.hidden = true;
+  }
+}
+
 let lastErrorCode = "";
 const query = config.token ? `?token=${encodeURIComponent(config.token)}` : "";
 new ReconnectingSocket(wsUrl(`/ws/sessions/${config.sessionId}/captions/${query}`), {
@@ -49,6 +80,15 @@ new ReconnectingSocket(wsUrl(`/ws/sessions/${config.sessionId}/captions/${query}
     $("live-dot").dataset.live = "true";
   },
   onMessage(message) {
+    if (message.type === "stt_viewing" || message.type === "stt_presence") {
+      showPresence(message.speakers || []);
+      return;
+    }
+    if (message.type === "stt_session_ended" && !spoken) {
+      $("waiting-who").textContent = "The session has ended.";
+      return;
+    }
+    someoneSpoke(message);
     if (transcript.handle(message)) return;
     if (message.type !== "stt_error") return;
     lastErrorCode = message.code;
