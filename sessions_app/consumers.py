@@ -31,12 +31,13 @@ from sessions_app.protocol import (
     CloseCode,
     ErrorCode,
     ProtocolError,
+    ResumeRequest,
     error_message,
     parse_client_message,
     parse_resume,
     parse_start,
 )
-from sessions_app.stream_resume import AudioCursor, held_streams
+from sessions_app.stream_resume import AudioCursor, held_streams, live_speakers
 from stt_engine import events
 
 __all__ = ["CaptionConsumer", "StreamConsumer", "session_group"]
@@ -128,9 +129,11 @@ class StreamConsumer(LiveStreamConsumer):
     front: StreamConsumer | None = None  # the connection that carries this (resumed) stream now
     backend: StreamConsumer | None = None  # the (resumed) stream that this connection carries
     detached = False  # this stream's socket is gone: what it sends is dropped (until a resume)
-    waiting_speaker = False  # this speaker's stream is held: their stt_start resumes or ends it
+    waiting_speaker = False  # this speaker has a stream already (held, or on another socket): stt_start decides
+    socket_replaced = False  # this stream's own socket was taken over by a resume: what comes on it is dropped
     closed_by_server = False
     ack_task: asyncio.Task | None = None
+    admission: asyncio.Task | None = None
 
     async def connect(self) -> None:
         self.init_stream_state(self.scope["url_route"]["kwargs"]["session_id"])
@@ -149,13 +152,42 @@ class StreamConsumer(LiveStreamConsumer):
             self.waiting_speaker = True
             self.tasks.append(asyncio.create_task(self._watch_time_limits()))
             return
-        await self.admit_stream()
+        if live_speakers.get(self.session_id, self.user.pk) is not None:
+            # The speaker's stream is on another socket of this process, which may be dead without
+            # the server knowing yet (no TCP reset came): a resume takes the stream over, else this
+            # connection is admitted (or refused) as any other once STT_ADMISSION_WAIT_S has passed.
+            self.waiting_speaker = True
+            self.tasks.append(asyncio.create_task(self._watch_time_limits()))
+            self.admission = asyncio.create_task(self._admit_unless_resumed())
+            return
+        if await self.admit_stream():
+            live_speakers.add(self.session_id, self.user.pk, self)
+
+    async def _admit_unless_resumed(self) -> None:
+        await asyncio.sleep(settings.STT_ADMISSION_WAIT_S)
+        if not self.waiting_speaker or held_streams.for_speaker(self.session_id, self.user.pk) is not None:
+            return  # (resumed, or the other socket was seen lost: stt_start decides)
+        self.waiting_speaker = False
+        self._cancel_tasks()
+        if await self.admit_stream():
+            live_speakers.add(self.session_id, self.user.pk, self)
 
     # --- client messages -------------------------------------------------------------
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if self.backend is not None:
-            await self.backend.receive(text_data=text_data, bytes_data=bytes_data)
+            await self.backend.handle(text_data=text_data, bytes_data=bytes_data)
+            return
+        if self.socket_replaced:
+            return  # (late frames of a socket that a resume replaced: the client sends them again)
+        if self.admission is not None and not self.admission.done() and not self.waiting_speaker:
+            await asyncio.shield(self.admission)  # (being admitted: its messages wait, as during connect)
+        await self.handle(text_data=text_data, bytes_data=bytes_data)
+
+    async def handle(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        """A client message of this stream, from its own socket or from the connection that resumed it."""
+        if self.backend is not None:
+            await self.backend.handle(text_data=text_data, bytes_data=bytes_data)
             return
         if not (self.has_slot or self.waiting_speaker):
             return
@@ -196,6 +228,11 @@ class StreamConsumer(LiveStreamConsumer):
                 problem = "This connection already has a stream of its own. A fresh stream starts."
             if problem is None:
                 await self._carry(held_streams.take(resume.stream_id).owner, resume.samples)
+                return
+            live = live_speakers.get(self.session_id, self.user.pk) if self.waiting_speaker else None
+            if live is not None and live.can_be_taken_over(resume, sample_rate):
+                await live.leave_socket()
+                await self._carry(live, resume.samples)
                 return
             await self._send_error(ErrorCode.BAD_RESUME, problem)
         if self.waiting_speaker and not await self._end_held_and_admit():
@@ -270,6 +307,8 @@ class StreamConsumer(LiveStreamConsumer):
     async def _carry(self, stream: StreamConsumer, client_samples: int) -> None:
         """This connection resumes ``stream``: from now on it only carries that stream's messages."""
         self._cancel_tasks()
+        if self.admission is not None:
+            self.admission.cancel()
         self.waiting_speaker = False
         self.backend = stream
         self.has_slot = True  # (the held stream's: given back when it ends)
@@ -289,19 +328,56 @@ class StreamConsumer(LiveStreamConsumer):
         self._start_acks()  # (its first acknowledges at once)
 
     async def _end_held_and_admit(self) -> bool:
-        """The speaker starts afresh while their stream is held: end that one, then take a slot for this one."""
+        """The speaker starts afresh while their stream is held: end that one, then take a slot for this one.
+
+        (If their stream is on another live socket instead, admission refuses this one, as before resumes.)
+        """
         self.waiting_speaker = False
         self._cancel_tasks()
+        if self.admission is not None:
+            self.admission.cancel()
         held = held_streams.for_speaker(self.session_id, self.user.pk)
         if held is not None and held_streams.take(held.stream_id) is not None:
             # Its slot and claim come back at once and once its recording is closed: admission waits for them.
             ending = asyncio.create_task(held.owner.end_held_stream())
             _endings.add(ending)
             ending.add_done_callback(_endings.discard)
-        return await self.admit_stream()
+        if not await self.admit_stream():
+            return False
+        live_speakers.add(self.session_id, self.user.pk, self)
+        return True
+
+    def can_be_taken_over(self, resume: ResumeRequest, sample_rate: int) -> bool:
+        """Whether ``resume`` names this stream, served by a socket, with no more samples than it holds."""
+        return (
+            not self.detached
+            and self.started
+            and resume.stream_id == self.stream_id
+            and sample_rate == self.sample_rate
+            and resume.samples <= self.cursor.samples
+        )
+
+    async def leave_socket(self) -> None:
+        """A resume takes this stream over: close the socket that serves it now (likely dead), keep the stream."""
+        self._cancel_tasks()
+        text = "This stream was resumed on another connection."
+        if self.front is not None:
+            old, self.front = self.front, None
+            old.backend, old.has_slot = None, False
+            old._cancel_tasks()
+            await old.channel_layer.group_discard(old.group, old.channel_name)
+        else:
+            old = self
+            self.socket_replaced = True
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+        self.detached = True  # (until resume_on)
+        error = error_message(ErrorCode.ALREADY_STREAMING, text, session_id=str(self.session_id))
+        await AsyncWebsocketConsumer.send(old, text_data=json.dumps(error))
+        await AsyncWebsocketConsumer.close(old, code=CloseCode.ALREADY_STREAMING)
 
     async def end_held_stream(self) -> None:
         """End the held stream as a disconnect would: its last utterance is flushed and saved, the recording closed."""
+        live_speakers.discard(self.session_id, self.user.pk, self)
         await LiveStreamConsumer.disconnect(self, 1001)
 
     async def _hold(self) -> None:
@@ -321,6 +397,7 @@ class StreamConsumer(LiveStreamConsumer):
         for task in self.tasks:
             task.cancel()
         self.tasks.clear()
+        self.ack_task = None  # (a cancelled task is not done until the loop has run it)
 
     async def connection_lost(self, code: int, *, closed_by_server: bool = False) -> None:
         """This stream's socket is gone: hold the stream if it was cut off in the middle, else end it."""
@@ -339,6 +416,7 @@ class StreamConsumer(LiveStreamConsumer):
         ):
             await self._hold()
             return
+        live_speakers.discard(self.session_id, self.user.pk, self)
         await LiveStreamConsumer.disconnect(self, code)
 
     # --- the socket, for a stream that may outlive it -----------------------------------
@@ -365,19 +443,33 @@ class StreamConsumer(LiveStreamConsumer):
         elif not self.detached:
             await super().close(code, reason)
 
+    # The session's group messages: a connection that carries a resumed stream hands them on; the
+    # stream's own channel left the group when its socket went (what was on its way is dropped).
+
+    def _off_its_socket(self) -> bool:
+        return self.front is not None or self.detached or self.socket_replaced
+
+    async def caption_event(self, event: dict[str, Any]) -> None:
+        if not self._off_its_socket():
+            await super().caption_event(event)
+
     async def session_ended(self, event: dict[str, Any]) -> None:
         if self.backend is not None:
-            await self.backend.session_ended(event)
-        else:
+            await LiveStreamConsumer.session_ended(self.backend, event)
+        elif not self._off_its_socket():
             await super().session_ended(event)
 
     async def access_changed(self, event: dict[str, Any]) -> None:
         if self.backend is not None:
-            await self.backend.access_changed(event)
-        else:
+            await LiveStreamConsumer.access_changed(self.backend, event)
+        elif not self._off_its_socket():
             await super().access_changed(event)
 
     async def disconnect(self, code: int) -> None:
+        if self.socket_replaced:
+            return  # (the stream goes on through the connection that resumed it)
+        if self.admission is not None:
+            self.admission.cancel()
         if self.waiting_speaker:  # (it took nothing)
             self.waiting_speaker = False
             self._cancel_tasks()

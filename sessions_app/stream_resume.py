@@ -25,7 +25,7 @@ from typing import Any
 
 from sessions_app.protocol import ResumeRequest
 
-__all__ = ["AudioCursor", "HeldStream", "HeldStreams", "held_streams"]
+__all__ = ["AudioCursor", "HeldStream", "HeldStreams", "LiveSpeakers", "held_streams", "live_speakers"]
 
 log = logging.getLogger(__name__)
 
@@ -136,4 +136,30 @@ class HeldStreams:
         return len(self._held)
 
 
+class LiveSpeakers:
+    """The streams of this process by speaker, so that a resume can take one over from a dead socket.
+
+    A client whose network went away may reconnect before the server notices that its old socket
+    is gone (no TCP reset reached it: the server learns only at daphne's ping timeout). A resume
+    of such a stream moves it to the new connection at once and closes the old socket.
+    """
+
+    def __init__(self) -> None:
+        self._streams: dict[tuple[str, int], Any] = {}
+
+    def add(self, session_id, user_id: int, owner: Any) -> None:
+        self._streams[(str(session_id), user_id)] = owner
+
+    def discard(self, session_id, user_id: int, owner: Any) -> None:
+        if self._streams.get((str(session_id), user_id)) is owner:
+            del self._streams[(str(session_id), user_id)]
+
+    def get(self, session_id, user_id: int) -> Any | None:
+        return self._streams.get((str(session_id), user_id))
+
+    def __len__(self) -> int:
+        return len(self._streams)
+
+
 held_streams = HeldStreams()
+live_speakers = LiveSpeakers()

@@ -22,7 +22,7 @@ from rest_framework.authtoken.models import Token
 from sessions_app.actions import do_add_member
 from sessions_app.models import AudioRecording, Utterance
 from sessions_app.stream_limits import stream_slots
-from sessions_app.stream_resume import held_streams
+from sessions_app.stream_resume import held_streams, live_speakers
 from tests.sessions_app.live_helpers import (
     frames,
     pcm16,
@@ -46,6 +46,7 @@ CLIP = "ls_dev-clean_2412-153948-0000"  # 11.7 s, several utterances
 def no_stream_left_held():
     yield
     assert len(held_streams) == 0, "a test left a stream held"
+    assert len(live_speakers) == 0, "a stream that ended is still registered"
 
 
 async def ack_of(communicator, samples: int, seen: list | None = None, timeout_s: float = 30.0) -> dict:
@@ -342,3 +343,40 @@ def test_a_client_that_aborts_its_tcp_connection_mid_speech_and_resumes_5_s_late
     flaky_wer = word_error_rate([clip.text], [" ".join(texts(disturbed))])
     assert flaky_wer <= calm_wer + 0.02, (texts(undisturbed), texts(disturbed))
     assert calm_wer <= 0.15
+
+
+@pytest.mark.asyncio
+@pytest.mark.usefixtures("live_settings", "no_stream_left_held")
+async def test_a_resume_takes_the_stream_over_from_a_socket_the_server_still_thinks_open(live_session, speaker_token):
+    """A network that went away without a TCP reset: the server learns of it only at daphne's ping
+    timeout, but the client has reconnected long before."""
+    clip = dev_clip(CLIP)
+    pcm = pcm16(clip.path, seconds_of_silence_after=1.5)
+    cut = len(pcm) // 2 // FRAME_BYTES * FRAME_BYTES
+    first = stream_communicator(live_session.id, token=speaker_token)
+    stream_id = (await start(first))["stream_id"]
+    await stream_audio(first, pcm[:cut])
+    await ack_of(first, cut // 2)
+
+    second = stream_communicator(live_session.id, token=speaker_token)
+    again_from = cut - 16000 * 2  # an older acknowledgement
+    resumed = await resume(second, stream_id, again_from // 2)
+    assert resumed["resumed"] is True and resumed["stream_id"] == stream_id and resumed["samples"] == cut // 2
+    replaced = await receive_until(first, "stt_error", timeout_s=10)
+    assert replaced["code"] == "ALREADY_STREAMING"
+    assert (await first.receive_output(timeout=5)) == {"type": "websocket.close", "code": 4409}
+    await first.send_to(bytes_data=pcm[cut : cut + FRAME_BYTES])  # a late frame of the old socket: dropped
+
+    await stream_audio(second, pcm[again_from:])
+    seen: list[dict] = []
+    await ack_of(second, len(pcm) // 2, seen=seen)
+    await send_json(second, {"type": "stt_stop"})
+    finals = await receive_finals_until_idle(second, seen=seen, stream_id=stream_id)
+    await first.disconnect()  # (the server hears of the old socket at last: nothing happens)
+    await second.disconnect(timeout=30)
+    assert finals and all(f["stream_id"] == stream_id for f in finals)
+    recording = await database_sync_to_async(AudioRecording.objects.get)(session=live_session)
+    assert recorded_samples(recording) == len(pcm) // 2
+    saved = await saved_finals(live_session)
+    assert {u.stream_id for u in saved} == {stream_id}
+    assert word_error_rate([clip.text], [" ".join(u.text for u in saved)]) <= 0.15
