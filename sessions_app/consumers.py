@@ -10,6 +10,7 @@ loop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from typing import Any
@@ -215,6 +216,8 @@ class StreamConsumer(LiveStreamConsumer):
     async def _on_start(self, message: dict[str, Any]) -> None:
         if self.started:
             raise ProtocolError(ErrorCode.ALREADY_STARTED, "This stream is already started; send stt_stop first.")
+        if self.waiting_speaker and self.admission is not None:
+            self.admission.cancel()  # (still asleep) this stt_start decides
         default_language = self.session.language if self.session.language != "auto" else settings.STT_DEFAULT_LANGUAGE
         sample_rate, language = parse_start(message, default_language)
         try:
@@ -307,8 +310,6 @@ class StreamConsumer(LiveStreamConsumer):
     async def _carry(self, stream: StreamConsumer, client_samples: int) -> None:
         """This connection resumes ``stream``: from now on it only carries that stream's messages."""
         self._cancel_tasks()
-        if self.admission is not None:
-            self.admission.cancel()
         self.waiting_speaker = False
         self.backend = stream
         self.has_slot = True  # (the held stream's: given back when it ends)
@@ -334,8 +335,6 @@ class StreamConsumer(LiveStreamConsumer):
         """
         self.waiting_speaker = False
         self._cancel_tasks()
-        if self.admission is not None:
-            self.admission.cancel()
         held = held_streams.for_speaker(self.session_id, self.user.pk)
         if held is not None and held_streams.take(held.stream_id) is not None:
             # Its slot and claim come back at once and once its recording is closed: admission waits for them.
@@ -468,8 +467,12 @@ class StreamConsumer(LiveStreamConsumer):
     async def disconnect(self, code: int) -> None:
         if self.socket_replaced:
             return  # (the stream goes on through the connection that resumed it)
-        if self.admission is not None:
-            self.admission.cancel()
+        if self.admission is not None and not self.admission.done():
+            if self.waiting_speaker:
+                self.admission.cancel()  # (asleep: it took nothing)
+            else:  # (taking a slot: let it, then give it back below)
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(self.admission)
         if self.waiting_speaker:  # (it took nothing)
             self.waiting_speaker = False
             self._cancel_tasks()
