@@ -85,7 +85,9 @@ new ReconnectingSocket(wsUrl(`/ws/sessions/${config.sessionId}/captions/${query}
       return;
     }
     if (message.type === "stt_session_ended" && !spoken) {
-      $("waiting-who").textContent = "The session has ended.";
+      waiting.querySelector(".waiting-title").textContent = "This session has ended";
+      waiting.classList.add("ended");
+      $("waiting-who").textContent = "Nobody spoke in it.";
       return;
     }
     someoneSpoke(message);

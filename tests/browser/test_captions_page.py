@@ -3,9 +3,12 @@ streams (the dev clip as Chromium's microphone), the message gives way to their 
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 from playwright.sync_api import expect
 
+from sessions_app.meeting_record.post_session import end_session
 from tests.browser.conftest import PASSWORD, sign_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -52,3 +55,22 @@ def test_the_caption_page_waits_for_a_speaker_then_shows_their_lines(
     finally:
         speaker_context.close()
         viewer_context.close()
+
+
+def test_a_session_that_ends_before_anyone_spoke_says_so(site, browser, make_user, make_session, screenshot):
+    alice = make_user("alice", password=PASSWORD)
+    session = make_session(alice, "Cancelled", "en")
+    context = browser.new_context(viewport={"width": 1000, "height": 650})
+    try:
+        viewer = context.new_page()
+        viewer.goto(f"{site.url}/captions/{session.pk}/?token={session.share_token}")
+        expect(viewer.locator("#live-dot")).to_have_attribute("data-live", "true")
+        # (Playwright's sync API keeps an event loop in this thread; ending sends through the channel layer.)
+        ending = threading.Thread(target=end_session, args=(session, alice))
+        ending.start()
+        ending.join(30)
+        expect(viewer.locator("#waiting .waiting-title")).to_have_text("This session has ended")
+        expect(viewer.locator("#waiting-who")).to_have_text("Nobody spoke in it.")
+        screenshot(viewer, "captions-ended-unspoken")
+    finally:
+        context.close()

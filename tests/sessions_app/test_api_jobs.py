@@ -122,7 +122,9 @@ def test_the_transcript_is_a_conflict_until_the_job_is_done(api):
     assert response.status_code == 200 and response.content.decode().startswith("WEBVTT")
     assert api.get(f"/api/jobs/{job_id}/transcript?format=txt").content.decode() == "Ask not.\n"
     assert api.get(f"/api/jobs/{job_id}/").json()["transcript_url"].startswith(f"/api/jobs/{job_id}/transcript")
-    assert api.get(f"/api/jobs/{job_id}/transcript/?format=docx").json()["code"] == "BAD_FORMAT"
+    assert api.get(f"/api/jobs/{job_id}/transcript?format=txt&times=1").content.decode() == "[0:00] Ask not.\n"
+    assert api.get(f"/api/jobs/{job_id}/transcript/?format=docx").content.startswith(b"PK")  # (a zip: OOXML)
+    assert api.get(f"/api/jobs/{job_id}/transcript/?format=pdf").json()["code"] == "BAD_FORMAT"
 
 
 def test_another_users_job_is_invisible_everywhere(api, other_api, client, other_user):
