@@ -237,11 +237,12 @@ def main(argv: list[str] | None = None) -> dict:
             worker.stop()
     references = [clip.reference for clip in clips]
     live = [current_text(SessionRecord(r.clip, finals=r.finals), float("inf")) for r in records]
+    offline = offline_texts(clips, args.manifest)
     summary = {
         "live_wer": word_error_rate(references, live),
         "refined_wer": word_error_rate(references, [r.refined_text for r in records]),
         "archive_wer": word_error_rate(references, [r.archive_text for r in records]),
-        "offline_wer": word_error_rate(references, offline_texts(clips, args.manifest)),
+        "offline_wer": word_error_rate(references, offline),
         "revision_after_turn_end_p50": percentile([d for r in records for d in revision_delays(r)], 50),
         "revisions": sum(len(r.revisions) for r in records),
         "archive_ready_s_p50": percentile([r.archive_ready_s for r in records if r.archive_ready_s is not None], 50),
@@ -255,10 +256,11 @@ def main(argv: list[str] | None = None) -> dict:
                 "live": text,
                 "refined": r.refined_text,
                 "archive": r.archive_text,
+                "offline": offline_text,
                 "revisions": len(r.revisions),
                 "archive_ready_s": r.archive_ready_s,
             }
-            for r, text in zip(records, live, strict=True)
+            for r, text, offline_text in zip(records, live, offline, strict=True)
         ],
     }
     for key, value in summary.items():
