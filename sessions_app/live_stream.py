@@ -36,6 +36,7 @@ from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from sessions_app import access
+from sessions_app.audio_replay import ReplayBuffer
 from sessions_app.engine_hosting import acquire_engine, engine_returning, release_engine
 from sessions_app.live_transcripts import do_save_final, do_save_revision, revision_message, utterance_message
 from sessions_app.models import TranscriptionSession
@@ -65,6 +66,12 @@ class EngineStream:
     # Engine utterance_index -> the Utterance ids that stand for it now (a final's row, or the rows
     # of a revision, which carry the index of the first final they replaced): for revisions.
     saved: dict[int, list[int]] = field(default_factory=dict)
+    # The audio it was given since its last final (shared with the engine that replaces it after a crash).
+    replay: ReplayBuffer | None = None
+    language: str = "auto"
+    overrides: dict[str, float] | None = None
+    stopped: bool = False  # told to stop: only its last final is still to come
+    replaced_by: asyncio.Task | None = None  # a fresh engine that hears a stopped stream's open utterance again
 
 
 def session_group(session_id) -> str:
@@ -151,8 +158,7 @@ class LiveStreamConsumer(CaptionGroupMixin, AsyncWebsocketConsumer):
         self.stream_number = 0  # which begun stream of the connection the open one is
         self.stream_format: tuple[int, str] = (16000, "auto")
         self.stream_overrides: dict[str, float] | None = None
-        self.stream_clock_s = 0.0  # the stream's start on the recording clock
-        self.audio_s_sent = 0.0  # audio of the stream given to engines
+        self.replay: ReplayBuffer | None = None  # the open stream's audio since its last final
         self.current: EngineStream | None = None
         self.finishing: set[asyncio.Task] = set()  # engines still owing a stopped stream's last final
         self.counted: set[int] = set()  # streams counted in the session's streams_open
@@ -307,35 +313,44 @@ class LiveStreamConsumer(CaptionGroupMixin, AsyncWebsocketConsumer):
             if kind == "end":
                 return
             if kind == "start":
-                self.stream_number, rate, language, self.stream_clock_s, self.stream_overrides = args
-                self.stream_open, self.stream_format, self.audio_s_sent = True, (rate, language), 0.0
+                self.stream_number, rate, language, clock_s, self.stream_overrides = args
+                self.stream_open, self.stream_format = True, (rate, language)
+                self.replay = ReplayBuffer(rate, clock_s, settings.STT_REPLAY_MAX_S)
                 await self._open_engine_stream()
                 continue
             if not self.stream_open:
                 continue  # the stream found no engine: its audio is on disk, not transcribed
             if self.current is None and not await self._open_engine_stream():
-                continue  # (a crashed engine is replaced at the stream's next command)
+                continue  # (a crashed engine is replaced at once: its relay queues "replace")
+            if kind == "replace":
+                continue
             stream = self.current
+            if kind == "audio":  # kept first: audio sent into an engine that just died is replayed too
+                self.replay.append(args[0])
             with contextlib.suppress(EngineCrashedError):  # its relay sees the crash and reports it
                 if kind == "audio":
                     stream.engine.send_audio(args[0])
-                    self.audio_s_sent += len(args[0]) / 2 / self.stream_format[0]
                 elif kind == "flush":
                     stream.engine.flush()
                 elif kind == "stop":
                     stream.engine.stop()
             if kind == "stop":
+                stream.stopped = True
                 self.stream_open, self.current = False, None
                 finish = asyncio.create_task(self._finish_engine_stream(stream))
                 self.finishing.add(finish)
                 finish.add_done_callback(self.finishing.discard)
 
     async def _open_engine_stream(self) -> bool:
-        """Get an engine for the open stream and start it where the engines before it left off."""
+        """Get an engine for the open stream and start it where the engines before it left off.
+
+        An engine that follows a crashed one starts at the end of the stream's last final and is
+        first given the audio since then (the utterance that was open), so that utterance's final
+        still comes, on the recording clock.
+        """
         try:
-            engine = await self._acquire_engine()
-            engine.start_stream(
-                sample_rate=self.stream_format[0], language=self.stream_format[1], overrides=self.stream_overrides
+            engine = await self._start_engine(
+                self.stream_format[0], self.stream_format[1], self.stream_overrides, self.replay
             )
         except SttEngineError as exc:
             self.stream_open = False
@@ -344,10 +359,49 @@ class LiveStreamConsumer(CaptionGroupMixin, AsyncWebsocketConsumer):
             await self._uncount(self.stream_number)
             await self._send_error(ErrorCode.ENGINE_UNAVAILABLE, f"No speech engine is available: {exc}")
             return False
-        stream = EngineStream(engine, self.stream_clock_s + self.audio_s_sent, stream_number=self.stream_number)
+        stream = EngineStream(
+            engine,
+            self.replay.start_s,
+            stream_number=self.stream_number,
+            replay=self.replay,
+            language=self.stream_format[1],
+            overrides=self.stream_overrides,
+        )
         stream.relay = asyncio.create_task(self._relay_engine_events(stream))
         self.current = stream
         return True
+
+    async def _start_engine(
+        self, sample_rate: int, language: str, overrides: dict[str, float] | None, replay: ReplayBuffer
+    ) -> EngineProcess:
+        """An engine from the pool with the stream started and given the audio to replay (if any).
+
+        An engine that dies before it has its stream (between the pool's check and ours) goes
+        back to the pool and the next one is taken, once.
+
+        Raises:
+            SttEngineError: no engine could be had (or the second one died too).
+        """
+        tries = 2
+        while True:
+            tries -= 1
+            engine = await self._acquire_engine()
+            try:
+                engine.start_stream(sample_rate=sample_rate, language=language, overrides=overrides)
+                replayed = replay.audio_to_replay()
+                if replayed:
+                    log.info("session %s: replaying %.2f s of audio to engine %s", self.session_id,
+                             len(replayed) / 2 / sample_rate, engine.pid)  # fmt: skip
+                    engine.send_audio(replayed)
+                return engine
+            except EngineCrashedError:
+                await asyncio.to_thread(release_engine, engine)  # (the pool replaces a dead one)
+                if not tries:
+                    raise
+                log.warning("engine process %s died before its stream began; taking another", engine.pid)
+            except BaseException:
+                await asyncio.to_thread(release_engine, engine)
+                raise
 
     async def _acquire_engine(self) -> EngineProcess:
         """An engine from the pool; if this task is cancelled while it waits, the engine goes back."""
@@ -372,7 +426,8 @@ class LiveStreamConsumer(CaptionGroupMixin, AsyncWebsocketConsumer):
             log.warning("engine process %s sent no idle %s s after stop", stream.engine.pid, _STOP_WAIT_S)
         finally:
             await self._release(stream)
-            await self._uncount(stream.stream_number)
+            if stream.replaced_by is None:  # (else the engine that replays its last utterance counts it out)
+                await self._uncount(stream.stream_number)
 
     async def _release(self, stream: EngineStream) -> None:
         if stream.released:
@@ -412,6 +467,8 @@ class LiveStreamConsumer(CaptionGroupMixin, AsyncWebsocketConsumer):
         self.last_engine_event_at = time.monotonic()
         clock_offset_s = stream.clock_offset_s
         if isinstance(event, events.Final):
+            if stream.replay is not None:
+                stream.replay.final_until(event.end + clock_offset_s)
             if not event.text.strip():
                 return
             utterance = await database_sync_to_async(do_save_final)(
@@ -456,13 +513,45 @@ class LiveStreamConsumer(CaptionGroupMixin, AsyncWebsocketConsumer):
         await self.channel_layer.group_send(self.group, {"type": "caption.event", "message": message})
 
     async def _engine_crashed(self, stream: EngineStream) -> None:
-        """A dead engine goes back to the pool (which replaces it); the stream's next command gets a fresh one."""
+        """A dead engine goes back to the pool (which replaces it); a fresh one hears the open utterance again.
+
+        For the open stream the feeder takes the fresh engine (``replace``) before its next
+        command; a stream already told to stop gets one of its own here, for its last final.
+        """
         log.warning("engine process %s died in session %s; replacing it", stream.engine.pid, self.session_id)
         if self.current is stream:
             self.current = None
+            self.commands.put_nowait(("replace",))
+        elif stream.stopped and stream.replay is not None and stream.replay.duration_s > 0:
+            stream.replaced_by = asyncio.create_task(self._replay_stopped(stream))
+            self.finishing.add(stream.replaced_by)
+            stream.replaced_by.add_done_callback(self.finishing.discard)
         stream.idle.set()  # nothing more will come from it
         await self._release(stream)
         await self._send_error(ErrorCode.ENGINE_CRASHED, "The speech engine crashed; a fresh one takes over.")
+
+    async def _replay_stopped(self, crashed: EngineStream) -> None:
+        """A fresh engine for the last utterance of a stopped stream whose engine died before its final."""
+        replay = crashed.replay
+        try:
+            engine = await self._start_engine(replay.sample_rate, crashed.language, crashed.overrides, replay)
+        except SttEngineError as exc:
+            await self._uncount(crashed.stream_number)
+            await self._send_error(ErrorCode.ENGINE_UNAVAILABLE, f"No speech engine is available: {exc}")
+            return
+        stream = EngineStream(
+            engine,
+            replay.start_s,
+            stream_number=crashed.stream_number,
+            replay=replay,
+            language=crashed.language,
+            overrides=crashed.overrides,
+            stopped=True,
+        )
+        stream.relay = asyncio.create_task(self._relay_engine_events(stream))
+        with contextlib.suppress(EngineCrashedError):  # its relay sees the crash and reports it
+            engine.stop()
+        await self._finish_engine_stream(stream)
 
     async def _send_error(self, code: str, text: str) -> None:
         await self.send_json(
@@ -523,8 +612,9 @@ class LiveStreamConsumer(CaptionGroupMixin, AsyncWebsocketConsumer):
             if self.feeder is not None:  # held audio still reaches an engine, then its stop
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(asyncio.shield(self.feeder), settings.STT_ENGINE_WAIT_S + 5)
-            if self.finishing:
-                await asyncio.wait(list(self.finishing), timeout=_STOP_WAIT_S + 15)
+            deadline = time.monotonic() + _STOP_WAIT_S + 15
+            while self.finishing and time.monotonic() < deadline:  # (a crash may add a replaying engine)
+                await asyncio.wait(list(self.finishing), timeout=deadline - time.monotonic())
         finally:
             for task in [*self.tasks, self.feeder, *self.finishing]:
                 if task is not None:

@@ -267,6 +267,8 @@ STT_MAX_SESSION_S = env_int("STT_MAX_SESSION_S", 4 * 3600, minimum=10)
 # A stream whose connection was lost without stt_stop is held this long for the speaker to resume
 # it (its engine, open utterance, recording and slot kept); then it ends as a disconnect ends it.
 STT_RESUME_GRACE_S = env_float("STT_RESUME_GRACE_S", 60.0, minimum=0.0, maximum=3600.0)
+# A crashed engine's successor hears again the audio since the last final, at most this much.
+STT_REPLAY_MAX_S = env_float("STT_REPLAY_MAX_S", 30.0, minimum=1.0, maximum=300.0)
 STT_IDLE_TIMEOUT_S = env_int("STT_IDLE_TIMEOUT_S", 120, minimum=5)
 STT_MAX_FRAME_BYTES = env_int("STT_MAX_FRAME_BYTES", 64 * 1024, minimum=320)
 STT_MAX_AUDIO_SPEED = env_float("STT_MAX_AUDIO_SPEED", 2.0, minimum=1.0)  # x real time, after the burst

@@ -54,6 +54,15 @@ async def receive_until(communicator, message_type: str, timeout_s: float = 60.0
             return message
 
 
+async def wait_for(condition, what: str, timeout_s: float = 180.0) -> None:
+    """Poll ``condition`` (a plain callable) until it is true: a state decides, not a time."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not condition():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"{what} did not happen within {timeout_s} s")
+        await asyncio.sleep(0.05)
+
+
 async def receive_finals_until_idle(communicator, timeout_s: float = 120.0, seen: list | None = None,
                                     stream_id: str | None = None) -> list[dict]:
     """After ``stt_stop``: every ``stt_final`` until the engine reports ``idle``.

@@ -242,17 +242,20 @@ async def test_a_crashed_engine_is_reported_and_replaced(live_session, speaker_t
     clip = dev_clip("jfk")
     speaker = stream_communicator(live_session.id, token=speaker_token)
     await start(speaker)
-    await stream_audio(speaker, pcm16(clip.path)[: 16000 * 2 * 2])
+    pcm = pcm16(clip.path, seconds_of_silence_after=1.5)
+    await stream_audio(speaker, pcm[: 16000 * 2 * 2])
+    await receive_until(speaker, "stt_recording_start", timeout_s=180)  # its engine heard the speech begin
     assert len(handed_out) == 1
     os.kill(handed_out[0].pid, signal.SIGKILL)
     crash = await receive_until(speaker, "stt_error", timeout_s=30)
     assert crash["code"] == "ENGINE_CRASHED"
-    await asyncio.sleep(1.0)
-    await stream_audio(speaker, pcm16(clip.path, seconds_of_silence_after=1.5))
+    await stream_audio(speaker, pcm[16000 * 2 * 2 :])
     await send_json(speaker, {"type": "stt_stop"})
     finals = await receive_finals_until_idle(speaker, timeout_s=180)
-    assert word_error_rate([clip.text], [" ".join(f["text"] for f in finals)]) <= 0.3
-    assert finals[0]["start"] >= 2.0  # times continue on the recording's clock after the crash
+    # The fresh engine heard the first 2 s again (the open utterance): nothing of the clip is lost,
+    # and the times are the recording's (tests/sessions_app/test_engine_crash.py has more).
+    assert word_error_rate([clip.text], [" ".join(f["text"] for f in finals)]) <= 0.15
+    assert finals[0]["start"] < 1.0
     assert len(handed_out) == 2 and handed_out[1].is_alive()
     await speaker.disconnect()
 
