@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 from django.db.models import F
+from django.forms.models import BaseInlineFormSet
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
@@ -19,44 +20,105 @@ def _audio_player(url: str | None):
     return format_html('<audio controls preload="none" src="{}"></audio>', url)
 
 
+def clock(seconds: float | None, *, tenths: bool = False) -> str:
+    """Seconds as a reader expects them: ``1:05`` or ``1:02:03``; with ``tenths`` ``1:05.3``; ``-`` when unknown."""
+    if seconds is None:
+        return "-"
+    seconds = max(seconds, 0.0)
+    total = round(seconds, 1) if tenths else round(seconds)
+    hours, rest = divmod(int(total), 3600)
+    minutes, secs = divmod(rest, 60)
+    text = f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+    return f"{text}.{round(total * 10) % 10}" if tenths else text
+
+
 class SessionMemberInline(admin.TabularInline):
     model = SessionMember
     extra = 0
     autocomplete_fields = ["user"]
+    readonly_fields = ["joined_at"]  # a record, not a setting (and its date and time pickers took a screen's width)
+
+
+class CappedInlineFormSet(BaseInlineFormSet):
+    """Shows the first ``cap`` rows of the inline's ordered queryset, and says how many there are in all.
+
+    A session can hold thousands of utterances: a form for each made the session page slow and many
+    screens wide. The rest are one link away, in the utterance list filtered by the session.
+    """
+
+    cap = 50
+
+    def get_queryset(self):
+        if not hasattr(self, "_capped"):
+            everything = super().get_queryset()
+            self.total = everything.count()
+            self._capped = list(everything[: self.cap])
+        return self._capped
+
+    @property
+    def shown(self) -> int:
+        return len(self.get_queryset())
+
+    @property
+    def changelist_url(self) -> str:
+        return reverse("admin:sessions_app_utterance_changelist") + f"?session={self.instance.pk}"
 
 
 class UtteranceInline(admin.TabularInline):
-    """Every version of every utterance: the current transcript first (in spoken order), then the rest."""
+    """The session's utterances, compact and read-only: the current transcript first (in spoken order),
+    then the versions it replaced; each row links to the utterance's own page, where it is corrected."""
 
     model = Utterance
     fk_name = "session"
+    formset = CappedInlineFormSet
+    template = "admin/sessions_app/utterance_inline.html"
     extra = 0
-    fields = ["sequence", "speaker", "start_s", "end_s", "text", "corrected_text", "confidence", "source",
-              "superseded_by"]  # fmt: skip
-    readonly_fields = ["sequence", "speaker", "start_s", "end_s", "text", "confidence", "source", "superseded_by"]
-    show_change_link = True
+    can_delete = False
+    fields = ["sequence", "times", "speaker", "shown_text", "source", "current", "edit"]
+    readonly_fields = fields
 
     def get_queryset(self, request):
         # Current rows (superseded_by empty) first; within each group in spoken order.
         return (
             super()
             .get_queryset(request)
-            .select_related("speaker", "superseded_by")
+            .select_related("speaker")
             .order_by(F("superseded_by").asc(nulls_first=True), "spoken_at", "start_s", "sequence")
         )
 
     def has_add_permission(self, request, obj=None) -> bool:
         return False
 
+    @admin.display(description="Time")
+    def times(self, obj: Utterance) -> str:
+        return f"{clock(obj.start_s, tenths=True)} to {clock(obj.end_s, tenths=True)}"
+
+    @admin.display(description="Text (corrected where it was)")
+    def shown_text(self, obj: Utterance) -> str:
+        return obj.display_text
+
+    @admin.display(boolean=True, description="Current")
+    def current(self, obj: Utterance) -> bool:
+        return obj.is_current
+
+    @admin.display(description="")
+    def edit(self, obj: Utterance):
+        url = reverse("admin:sessions_app_utterance_change", args=[obj.pk])
+        return format_html('<a class="utterance-edit" href="{}">Correct</a>', url)
+
 
 class AudioRecordingInline(admin.TabularInline):
     model = AudioRecording
     extra = 0
-    fields = ["speaker", "duration_s", "size_bytes", "player"]
+    fields = ["speaker", "length", "size_bytes", "player"]
     readonly_fields = fields
 
     def has_add_permission(self, request, obj=None) -> bool:
         return False
+
+    @admin.display(description="Length")
+    def length(self, obj: AudioRecording) -> str:
+        return clock(obj.duration_s)
 
     @admin.display(description="Audio")
     def player(self, obj: AudioRecording):
@@ -77,6 +139,10 @@ class TranscriptionSessionAdmin(admin.ModelAdmin):
     autocomplete_fields = ["owner"]
     date_hierarchy = "created_at"
     inlines = [SessionMemberInline, AudioRecordingInline, UtteranceInline]
+
+    class Media:
+        css = {"all": ["css/admin.css"]}
+
     actions = ["new_share_link", "run_post_session_pass"]
 
     @admin.action(description="Give a new share link (the old one stops working, its viewers are disconnected)")
@@ -105,7 +171,7 @@ class TranscriptionSessionAdmin(admin.ModelAdmin):
 @admin.register(Utterance)
 class UtteranceAdmin(admin.ModelAdmin):
     list_display = [
-        "session", "sequence", "speaker", "start_s", "end_s", "short_text", "source", "is_current", "is_corrected",
+        "session", "sequence", "speaker", "start", "end", "short_text", "source", "is_current", "is_corrected",
     ]  # fmt: skip
     list_filter = [
         "source", ("superseded_by", admin.EmptyFieldListFilter), "language", "model_name", "created_at",
@@ -114,13 +180,21 @@ class UtteranceAdmin(admin.ModelAdmin):
     search_fields = ["text", "corrected_text", "session__title", "speaker__username"]
     list_select_related = ["session", "speaker"]
     readonly_fields = [
-        "session", "speaker", "sequence", "start_s", "end_s", "text", "words", "language",
+        "session", "speaker", "sequence", "start", "end", "text", "words", "language",
         "confidence", "model_name", "corrected_by", "corrected_at", "created_at", "source", "stream_id",
         "spoken_at", "superseded_by", "superseded_at", "player",
     ]  # fmt: skip
     fields = [*readonly_fields[:8], "corrected_text", *readonly_fields[8:]]
     # The current versions (superseded_by empty) are listed before the versions they replaced.
     ordering = [F("superseded_by").asc(nulls_first=True), "session", "sequence"]
+
+    @admin.display(description="Start", ordering="start_s")
+    def start(self, obj: Utterance) -> str:
+        return clock(obj.start_s, tenths=True)
+
+    @admin.display(description="End", ordering="end_s")
+    def end(self, obj: Utterance) -> str:
+        return clock(obj.end_s, tenths=True)
 
     @admin.display(boolean=True, description="Current")
     def is_current(self, obj: Utterance) -> bool:
@@ -151,9 +225,14 @@ class UtteranceAdmin(admin.ModelAdmin):
 
 @admin.register(AudioRecording)
 class AudioRecordingAdmin(admin.ModelAdmin):
-    list_display = ["session", "speaker", "duration_s", "size_bytes", "updated_at"]
+    list_display = ["session", "speaker", "length", "size_bytes", "updated_at"]
     search_fields = ["session__title", "speaker__username"]
-    readonly_fields = ["session", "speaker", "file", "sample_rate", "duration_s", "size_bytes", "player"]
+    readonly_fields = ["session", "speaker", "file", "sample_rate", "length", "size_bytes", "player"]
+    exclude = ["duration_s"]
+
+    @admin.display(description="Length", ordering="duration_s")
+    def length(self, obj: AudioRecording) -> str:
+        return clock(obj.duration_s)
 
     @admin.display(description="Audio")
     def player(self, obj: AudioRecording):
@@ -162,16 +241,20 @@ class AudioRecordingAdmin(admin.ModelAdmin):
 
 @admin.register(BatchJob)
 class BatchJobAdmin(admin.ModelAdmin):
-    list_display = ["original_filename", "owner", "status", "progress", "audio_duration_s", "created_at"]
+    list_display = ["original_filename", "owner", "status", "progress", "length", "created_at"]
     list_filter = ["status", "language", "model_name", "error_code", "created_at"]
     search_fields = ["original_filename", "owner__username", "error_message", "corrected_text"]
     readonly_fields = [
         "id", "owner", "upload", "original_filename", "size_bytes", "status", "progress", "language",
-        "detected_language", "model_name", "audio_duration_s", "error_code", "error_message", "segments",
+        "detected_language", "model_name", "length", "error_code", "error_message", "segments",
         "task_id", "created_at", "started_at", "heartbeat_at", "finished_at", "player", "transcript",
-    ]
+    ]  # fmt: skip
     fields = [*readonly_fields, "corrected_text"]
     date_hierarchy = "created_at"
+
+    @admin.display(description="Length", ordering="audio_duration_s")
+    def length(self, obj: BatchJob) -> str:
+        return clock(obj.audio_duration_s)
 
     @admin.display(description="Audio")
     def player(self, obj: BatchJob):

@@ -4,7 +4,25 @@ from django import forms
 from django.contrib.auth.forms import UserCreationForm
 
 from sessions_app.models import SessionMember
-from stt_engine.languages import AUTO, normalize_language
+from stt_engine.languages import AUTO
+
+# The languages the pages offer, in one place: the "New session" form and the upload page show the
+# same dropdown. (The REST API takes any of Whisper's language codes.)
+LANGUAGE_CHOICES = [
+    (AUTO, "Detect"),
+    ("en", "English"),
+    ("de", "German"),
+    ("fr", "French"),
+    ("es", "Spanish"),
+]
+
+
+def language_field() -> forms.ChoiceField:
+    return forms.ChoiceField(
+        choices=LANGUAGE_CHOICES,
+        initial=AUTO,
+        help_text="Detect works out the language from the first words.",
+    )
 
 
 class SignUpForm(UserCreationForm):
@@ -14,13 +32,17 @@ class SignUpForm(UserCreationForm):
 
 class NewSessionForm(forms.Form):
     title = forms.CharField(max_length=200)
-    language = forms.CharField(max_length=12, initial="auto", help_text='"auto" detects it; or e.g. "en".')
+    language = language_field()
 
-    def clean_language(self) -> str:
-        language = normalize_language(self.cleaned_data["language"] or AUTO)
-        if language is None:
-            raise forms.ValidationError('Use "auto" or one of Whisper\'s language codes such as "en" or "de".')
-        return language
+
+class UploadOptionsForm(forms.Form):
+    """The upload page's options; its script sends them with the file to ``POST /api/jobs/``."""
+
+    language = language_field()
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("auto_id", "%s")  # the page's script finds the field by id="language"
+        super().__init__(*args, **kwargs)
 
 
 class AddMemberForm(forms.Form):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.views import redirect_to_login
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -13,10 +14,11 @@ from django.views.decorators.http import require_POST
 from sessions_app import access, actions
 from sessions_app.exports import session_origin, turn_fields
 from sessions_app.file_responses import ranged_file_response
-from sessions_app.forms import AddMemberForm, NewSessionForm, SignUpForm
+from sessions_app.forms import AddMemberForm, NewSessionForm, SignUpForm, UploadOptionsForm
 from sessions_app.meeting_record.post_session import end_session
 from sessions_app.meeting_record.turns import Turn, group_into_turns
 from sessions_app.models import SessionMember, TranscriptionSession, Utterance
+from sessions_app.session_summaries import summarize_sessions
 
 
 def sign_up(request: HttpRequest) -> HttpResponse:
@@ -31,20 +33,28 @@ def sign_up(request: HttpRequest) -> HttpResponse:
     return render(request, "registration/signup.html", {"form": form})
 
 
-@login_required
 def session_list(request: HttpRequest) -> HttpResponse:
+    """The home page: a signed-in user's sessions; what the product does for a visitor who is signed out."""
+    if not request.user.is_authenticated:
+        if request.method != "GET":
+            return redirect_to_login(request.get_full_path())
+        return render(request, "sessions_app/landing.html")
     form = NewSessionForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         session = actions.do_create_session(request.user, form.cleaned_data["title"], form.cleaned_data["language"])
         messages.success(request, f"Session “{session.title}” created.")
         return redirect("session-list")
     sessions = list(access.sessions_visible_to(request.user).select_related("owner"))
+    summaries = summarize_sessions(session.pk for session in sessions)
     for session in sessions:
+        session.summary = summaries[session.pk]
         # Only the owner hands out the share link (the API shows the token to the owner alone).
         owner = session.owner_id == request.user.pk
         session.caption_link = request.build_absolute_uri(caption_url(session, with_token=True)) if owner else ""
         session.other_members = (
-            list(session.memberships.exclude(user_id=session.owner_id).select_related("user").order_by("user__username"))
+            list(
+                session.memberships.exclude(user_id=session.owner_id).select_related("user").order_by("user__username")
+            )
             if owner
             else []
         )
@@ -134,6 +144,7 @@ def upload(request: HttpRequest) -> HttpResponse:
     recent = access.jobs_visible_to(request.user).order_by("-created_at")[:10]
     return render(request, "sessions_app/upload.html", {
         "jobs": recent,
+        "options_form": UploadOptionsForm(),
         "export_formats": [("txt", "TXT"), ("srt", "SRT"), ("vtt", "WebVTT"), ("json", "JSON")],
     })  # fmt: skip
 

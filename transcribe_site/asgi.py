@@ -13,6 +13,7 @@ django_asgi_app = get_asgi_application()
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
+from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
 from sessions_app.engine_hosting import start_warming  # noqa: E402
 from sessions_app.routing import websocket_urlpatterns  # noqa: E402
@@ -21,9 +22,13 @@ from transcribe_site.websocket_server import close_oversized_messages_with_1009 
 
 close_oversized_messages_with_1009()
 
+# /static/ is answered here, before Django's middleware, in every mode (settings.SERVE_STATIC): the
+# local run has DEBUG off and no other web server in front of it.
+http_app = ASGIStaticFilesHandler(django_asgi_app) if settings.SERVE_STATIC else django_asgi_app
+
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        "http": http_app,
         "websocket": NonBrowserFriendlyOriginValidator(
             AuthMiddlewareStack(TokenAuthMiddleware(URLRouter(websocket_urlpatterns)))
         ),

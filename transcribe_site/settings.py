@@ -24,24 +24,34 @@ from transcribe_site.env import (
     env_proxy_ssl_header,
     env_str,
 )
+from transcribe_site.secret_key import load_or_create_secret_key
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("VAR_DIR", str(BASE_DIR / "var")))
 
-DEBUG = env_bool("DEBUG", True)
+# Three modes, chosen by DEBUG:
+# - unset: the local run (`make run` on http://127.0.0.1:8000): DEBUG off, so errors get the site's
+#   plain pages; a secret key generated once into VAR_DIR/secret_key; localhost; plain HTTP.
+# - true: development: Django's debug pages, with the same generated key unless SECRET_KEY is set.
+# - false: production: SECRET_KEY and ALLOWED_HOSTS must be given, and HTTPS is assumed.
+DEBUG = env_bool("DEBUG", False)
+PRODUCTION = "DEBUG" in os.environ and not DEBUG
 SECRET_KEY = env_str("SECRET_KEY")
 if not SECRET_KEY:
-    if not DEBUG:
-        raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off.")
-    SECRET_KEY = "insecure-development-key-only-for-debug-mode"
-ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "testserver"] if DEBUG else [])
+    if PRODUCTION:
+        raise ImproperlyConfigured(
+            "SECRET_KEY must be set when DEBUG is off (DEBUG=false). Leave DEBUG unset for the local run, "
+            "which keeps a generated key in var/secret_key."
+        )
+    SECRET_KEY = load_or_create_secret_key(VAR_DIR / "secret_key")
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", [] if PRODUCTION else ["127.0.0.1", "localhost", "testserver"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 
-# HTTPS. With DEBUG off the site is taken to be served over HTTPS only (by daphne itself or by a
-# TLS proxy in front, which then needs SECURE_PROXY_SSL_HEADER): plain HTTP is redirected, HSTS is
-# sent for a year and the cookies are secure-only. With DEBUG on (the embedded mode, `make run` on
-# http://127.0.0.1:8000) all of it is off. Each one can be set by itself.
-_HTTPS_ONLY = not DEBUG
+# HTTPS. In production (DEBUG=false) the site is taken to be served over HTTPS only (by daphne itself
+# or by a TLS proxy in front, which then needs SECURE_PROXY_SSL_HEADER): plain HTTP is redirected,
+# HSTS is sent for a year and the cookies are secure-only. In the local run and with DEBUG=true
+# (`make run` on http://127.0.0.1:8000) all of it is off. Each one can be set by itself.
+_HTTPS_ONLY = PRODUCTION
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", _HTTPS_ONLY)
 # Only behind a proxy that always sets (or overwrites) this header: a client could send it itself.
 SECURE_PROXY_SSL_HEADER = env_proxy_ssl_header("SECURE_PROXY_SSL_HEADER")
@@ -200,6 +210,10 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = Path(env_str("STATIC_ROOT", str(VAR_DIR / "static")))
+# daphne serves /static/ itself (transcribe_site/asgi.py, Django's ASGIStaticFilesHandler, in every
+# mode, from the source folders): the pages are styled with DEBUG off too. Set false where a proxy
+# serves STATIC_ROOT (after collectstatic).
+SERVE_STATIC = env_bool("SERVE_STATIC", True)
 MEDIA_URL = "media/"
 MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(VAR_DIR / "media")))
 

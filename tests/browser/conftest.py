@@ -7,6 +7,7 @@ are made in this process under ``transaction=True`` so the server sees them.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -90,14 +91,9 @@ def _wait_until_up(url: str, process: subprocess.Popen, site: Site, timeout_s: f
     raise RuntimeError(f"daphne did not answer at {url}:\n{site.log()[-3000:]}")
 
 
-@pytest.fixture(scope="session")
-def site(django_db_setup, django_db_blocker, tmp_path_factory):
-    """A daphne server and a Celery worker on the test database, with a private MEDIA_ROOT."""
-    media = tmp_path_factory.mktemp("browser-media")
-    logs = tmp_path_factory.mktemp("browser-logs")
-    with django_db_blocker.unblock():
-        settings_dict = dict(connection.settings_dict)
-    worker = start_worker(settings_dict, media, logs / "worker.log")
+@contextlib.contextmanager
+def _daphne(settings_dict: dict, media: Path, worker: Worker, log_path: Path, env_changes: dict[str, str | None]):
+    """A daphne subprocess on the test database; ``env_changes`` sets (or, with None, removes) variables."""
     port = _free_port()
     env = {
         **os.environ,
@@ -105,11 +101,13 @@ def site(django_db_setup, django_db_blocker, tmp_path_factory):
         "DATABASE_URL": database_url(settings_dict),
         "MEDIA_ROOT": str(media),
         "BATCH_QUEUE": worker.queue,
-        "STT_WARM_ENGINES": "1",
-        "DEBUG": "1",  # static files are served by Django itself
     }
     env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-    log_path = logs / "daphne.log"
+    for name, value in env_changes.items():
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "transcribe_site.asgi:application"],
@@ -128,7 +126,34 @@ def site(django_db_setup, django_db_blocker, tmp_path_factory):
             process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             process.kill()
+
+
+@pytest.fixture(scope="session")
+def site(django_db_setup, django_db_blocker, tmp_path_factory):
+    """A daphne server and a Celery worker on the test database, with a private MEDIA_ROOT."""
+    media = tmp_path_factory.mktemp("browser-media")
+    logs = tmp_path_factory.mktemp("browser-logs")
+    with django_db_blocker.unblock():
+        settings_dict = dict(connection.settings_dict)
+    worker = start_worker(settings_dict, media, logs / "worker.log")
+    try:
+        # Development mode (DEBUG=true): a failing page shows Django's traceback in the server's log.
+        with _daphne(settings_dict, media, worker, logs / "daphne.log", {"DEBUG": "1", "STT_WARM_ENGINES": "1"}) as up:
+            yield up
+    finally:
         worker.stop()
+
+
+@pytest.fixture(scope="session")
+def local_run_site(site, django_db_blocker, tmp_path_factory):
+    """A second server as `make run` starts it: no DEBUG in the environment (its error pages, its generated
+    secret key in var/), and no warm engine (the pages that use it do not stream)."""
+    with django_db_blocker.unblock():
+        settings_dict = dict(connection.settings_dict)
+    logs = tmp_path_factory.mktemp("local-run-logs")
+    changes = {"DEBUG": None, "SECRET_KEY": None, "STT_WARM_ENGINES": "0"}
+    with _daphne(settings_dict, site.media, site.worker, logs / "daphne.log", changes) as up:
+        yield up
 
 
 @pytest.fixture(scope="session")

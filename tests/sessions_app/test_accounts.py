@@ -30,11 +30,12 @@ def test_sign_in_and_sign_out(client, user):
     assert response.status_code == 302
     assert client.get(reverse("session-list")).status_code == 200
     client.post(reverse("logout"))
-    assert client.get(reverse("session-list")).status_code == 302
+    assert client.get(reverse("upload")).status_code == 302
 
 
-def test_pages_need_a_signed_in_user(client):
-    response = client.get(reverse("session-list"))
+@pytest.mark.parametrize("page", ["upload", "api-token"])
+def test_pages_need_a_signed_in_user(client, page):
+    response = client.get(reverse(page))
     assert response.status_code == 302 and reverse("login") in response.url
 
 

@@ -18,9 +18,10 @@ _PRINT = (
     "'layer': settings.CHANNEL_LAYERS['default']['BACKEND'], 'broker': settings.CELERY_BROKER_URL, "
     "'silero': settings.STT_SILERO_SENSITIVITY, 'webrtc': settings.STT_WEBRTC_SENSITIVITY, "
     "'silence': settings.STT_POST_SPEECH_SILENCE_S, 'min_utt': settings.STT_MIN_UTTERANCE_S, "
-    "'preroll': settings.STT_PRE_ROLL_S, 'debug': settings.DEBUG, 'hosts': settings.ALLOWED_HOSTS}))"
+    "'preroll': settings.STT_PRE_ROLL_S, 'debug': settings.DEBUG, 'hosts': settings.ALLOWED_HOSTS, "
+    "'key': settings.SECRET_KEY, 'redirect': settings.SECURE_SSL_REDIRECT}))"
 )
-_MODE_VARIABLES = ("DATABASE_URL", "REDIS_URL", "DEBUG", "SECRET_KEY", "ALLOWED_HOSTS")
+_MODE_VARIABLES = ("DATABASE_URL", "REDIS_URL", "DEBUG", "SECRET_KEY", "ALLOWED_HOSTS", "VAR_DIR")
 _SECURITY_PREFIXES = ("SECURE_", "SESSION_COOKIE_", "CSRF_COOKIE_", "CONTENT_SECURITY_POLICY")
 
 
@@ -36,7 +37,11 @@ def _clean_environment(env: dict[str, str]) -> dict[str, str]:
 
 def read_settings(*, code: str = _PRINT, **env: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, env=_clean_environment(env), capture_output=True, text=True,
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env=_clean_environment(env),
+        capture_output=True,
+        text=True,
         timeout=60,
     )
 
@@ -48,7 +53,11 @@ def production_env(**extra: str) -> dict[str, str]:
 def deploy_check(**env: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
-        cwd=ROOT, env=_clean_environment(env), capture_output=True, text=True, timeout=120,
+        cwd=ROOT,
+        env=_clean_environment(env),
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 
@@ -60,15 +69,49 @@ def test_no_environment_gives_the_embedded_mode_with_the_planned_engine_defaults
     assert values["layer"] == "channels.layers.InMemoryChannelLayer"
     assert values["broker"] == "filesystem://"
     assert (values["silero"], values["webrtc"], values["silence"], values["min_utt"], values["preroll"]) == (
-        0.4, 3, 0.6, 0.5, 1.0,
+        0.4,
+        3,
+        0.6,
+        0.5,
+        1.0,
     )
-    assert values["debug"] is True
+    assert values["debug"] is False  # the local run shows the site's error pages, not Django's debug pages
+
+
+def test_the_three_debug_modes(tmp_path):
+    """Unset: the local run (debug off, a generated key kept in VAR_DIR, localhost, plain HTTP); true:
+    development with Django's debug pages; false: production, which needs its own key and hosts."""
+    local = read_settings(VAR_DIR=str(tmp_path))
+    assert local.returncode == 0, local.stderr
+    values = json.loads(local.stdout)
+    assert values["debug"] is False and values["redirect"] is False
+    assert "127.0.0.1" in values["hosts"] and "localhost" in values["hosts"]
+    assert values["key"] == (tmp_path / "secret_key").read_text().strip()
+
+    development = read_settings(VAR_DIR=str(tmp_path), DEBUG="true")
+    assert development.returncode == 0, development.stderr
+    values_dev = json.loads(development.stdout)
+    assert values_dev["debug"] is True and values_dev["redirect"] is False
+    assert values_dev["key"] == values["key"]  # the same generated key, made once
+
+    production = read_settings(VAR_DIR=str(tmp_path), DEBUG="false", ALLOWED_HOSTS="example.com")
+    assert production.returncode != 0
+    assert "SECRET_KEY must be set when DEBUG is off" in production.stderr
+    given = read_settings(VAR_DIR=str(tmp_path), **production_env())
+    values_prod = json.loads(given.stdout)
+    assert values_prod["debug"] is False and values_prod["redirect"] is True
+    assert values_prod["key"] != values["key"] and values_prod["hosts"] == ["example.com"]
+
+
+def test_a_given_secret_key_is_used_and_no_key_file_is_made(tmp_path):
+    result = read_settings(VAR_DIR=str(tmp_path), DEBUG="true", SECRET_KEY="k" * 50)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["key"] == "k" * 50
+    assert not (tmp_path / "secret_key").exists()
 
 
 def test_database_and_redis_urls_switch_to_the_scaled_mode():
-    result = read_settings(
-        DATABASE_URL="postgres://postgres@127.0.0.1:5432/test", REDIS_URL="redis://127.0.0.1:6379/0"
-    )
+    result = read_settings(DATABASE_URL="postgres://postgres@127.0.0.1:5432/test", REDIS_URL="redis://127.0.0.1:6379/0")
     assert result.returncode == 0, result.stderr
     values = json.loads(result.stdout)
     assert values["db"] == "django.db.backends.postgresql"
@@ -85,7 +128,7 @@ def test_database_and_redis_urls_switch_to_the_scaled_mode():
         ({"DEBUG": "0"}, "SECRET_KEY must be set when DEBUG is off"),
         ({"REDIS_URL": "localhost:6379"}, "REDIS_URL='localhost:6379' must start with redis://"),
         ({"STT_DEVICE": "tpu"}, "STT_DEVICE='tpu' must be one of"),
-        ({"STT_DEFAULT_LANGUAGE": "eng"}, "STT_DEFAULT_LANGUAGE must be \"auto\" or one of Whisper's"),
+        ({"STT_DEFAULT_LANGUAGE": "eng"}, 'STT_DEFAULT_LANGUAGE must be "auto" or one of Whisper\'s'),
     ],
 )
 def test_a_bad_value_stops_start_up_with_a_message_naming_the_variable(env, message):
@@ -107,8 +150,7 @@ def test_production_mode_with_a_secret_key_starts():
 def test_the_server_admits_two_live_streams_per_core_it_may_use(cores, expected):
     pin = f"os.sched_setaffinity(0, {cores!r}); " if cores else ""
     code = (
-        f"import os; {pin}import django; from django.conf import settings; "
-        "print(settings.STT_MAX_STREAMS_PER_SERVER)"
+        f"import os; {pin}import django; from django.conf import settings; print(settings.STT_MAX_STREAMS_PER_SERVER)"
     )
     result = read_settings(code=code)
     assert result.returncode == 0, result.stderr
@@ -129,14 +171,24 @@ def test_production_assumes_https_and_the_embedded_mode_plain_http():
     embedded = read_settings(code=_PRINT_HTTPS)
     assert embedded.returncode == 0, embedded.stderr
     assert json.loads(embedded.stdout) == {
-        "redirect": False, "proxy": None, "hsts": 0, "subdomains": False, "preload": False,
-        "session_cookie": False, "csrf_cookie": False,
+        "redirect": False,
+        "proxy": None,
+        "hsts": 0,
+        "subdomains": False,
+        "preload": False,
+        "session_cookie": False,
+        "csrf_cookie": False,
     }
     production = read_settings(code=_PRINT_HTTPS, **production_env())
     assert production.returncode == 0, production.stderr
     assert json.loads(production.stdout) == {
-        "redirect": True, "proxy": None, "hsts": 365 * 24 * 3600, "subdomains": True, "preload": False,
-        "session_cookie": True, "csrf_cookie": True,
+        "redirect": True,
+        "proxy": None,
+        "hsts": 365 * 24 * 3600,
+        "subdomains": True,
+        "preload": False,
+        "session_cookie": True,
+        "csrf_cookie": True,
     }
 
 
@@ -144,15 +196,24 @@ def test_each_https_setting_can_be_set_from_the_environment():
     result = read_settings(
         code=_PRINT_HTTPS,
         **production_env(
-            SECURE_SSL_REDIRECT="false", SECURE_PROXY_SSL_HEADER="HTTP_X_FORWARDED_PROTO", SECURE_HSTS_SECONDS="600",
-            SECURE_HSTS_INCLUDE_SUBDOMAINS="no", SECURE_HSTS_PRELOAD="yes", SESSION_COOKIE_SECURE="0",
+            SECURE_SSL_REDIRECT="false",
+            SECURE_PROXY_SSL_HEADER="HTTP_X_FORWARDED_PROTO",
+            SECURE_HSTS_SECONDS="600",
+            SECURE_HSTS_INCLUDE_SUBDOMAINS="no",
+            SECURE_HSTS_PRELOAD="yes",
+            SESSION_COOKIE_SECURE="0",
             CSRF_COOKIE_SECURE="off",
         ),
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == {
-        "redirect": False, "proxy": ["HTTP_X_FORWARDED_PROTO", "https"], "hsts": 600, "subdomains": False,
-        "preload": True, "session_cookie": False, "csrf_cookie": False,
+        "redirect": False,
+        "proxy": ["HTTP_X_FORWARDED_PROTO", "https"],
+        "hsts": 600,
+        "subdomains": False,
+        "preload": True,
+        "session_cookie": False,
+        "csrf_cookie": False,
     }
     dev = read_settings(code=_PRINT_HTTPS, SECURE_SSL_REDIRECT="1", SESSION_COOKIE_SECURE="1")
     values = json.loads(dev.stdout)
@@ -184,8 +245,12 @@ def test_the_deploy_check_is_clean_in_production():
 
 
 def test_the_deploy_check_fails_when_the_production_defaults_are_turned_off():
-    off = {"SECURE_SSL_REDIRECT": "false", "SECURE_HSTS_INCLUDE_SUBDOMAINS": "false", "SESSION_COOKIE_SECURE": "false",
-           "CSRF_COOKIE_SECURE": "false"}
+    off = {
+        "SECURE_SSL_REDIRECT": "false",
+        "SECURE_HSTS_INCLUDE_SUBDOMAINS": "false",
+        "SESSION_COOKIE_SECURE": "false",
+        "CSRF_COOKIE_SECURE": "false",
+    }
     result = deploy_check(**production_env(**off))
     assert result.returncode != 0
     for check_id in ("security.W008", "security.W005", "security.W012", "security.W016"):
