@@ -29,6 +29,7 @@ import contextlib
 import math
 import time
 from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -167,6 +168,7 @@ class StreamingSession:
         models: EngineModels | None = None,
         silero: torch.nn.Module | None = None,
         load: SharedDecodeLoad | None = None,
+        timer: Callable[[], float] = time.perf_counter,
     ) -> None:
         """Create a session (loads the models unless ``models`` is given).
 
@@ -179,6 +181,9 @@ class StreamingSession:
             silero: a Silero VAD model owned by this session (it keeps stream state).
             load: the decode load shared with the server's other engines; partials and
                 speculative finals wait while it has no room for them (:mod:`stt_engine.load`).
+            timer: seconds on a clock that measures decode times (``time.perf_counter``); a
+                partial's time spaces out the next one (``partial_cost_factor``). A test passes
+                a simulated clock so that what happens does not depend on the machine's speed.
 
         Raises:
             ValueError: an invalid config. AudioFormatError: an unsupported sample rate.
@@ -191,6 +196,7 @@ class StreamingSession:
         self._refiner = Recognizer(replace(self.config, final_window=self.config.refine_window), self.models)
         self._vad = VoiceActivityDetector(self.config, silero)
         self._load = load
+        self._timer = timer
         self._stabilizer = Stabilizer()
         self.stats = SessionStats()
         self._buffer = _AudioBuffer()
@@ -441,10 +447,10 @@ class StreamingSession:
     def _run_partial(self, out: list[ev.Event], now_sample: int) -> None:
         cfg = self.config
         audio = self._buffer.get(self._final_start(), now_sample)
-        started = time.perf_counter()
+        started = self._timer()
         with self._decoding(cfg.partial_cpu_threads):
             text = self._recognizer.partial(audio)
-        cost = time.perf_counter() - started
+        cost = self._timer() - started
         self.stats.partial_decodes += 1
         self.stats.partial_seconds += cost
         interval = cfg.partial_interval_s
@@ -539,7 +545,7 @@ class StreamingSession:
 
     def _refine_turn(self, turn: _Turn) -> ev.Revised | None:
         """One decode of the whole turn; ``None`` when it said nothing or looks worse than the finals."""
-        started = time.perf_counter()
+        started = self._timer()
         joined = self._joined_with_last(turn)
         if joined is not None:
             turn, replaces, text_before = joined
@@ -551,7 +557,7 @@ class StreamingSession:
         with self._decoding(self.models.final_threads):
             result = self._refiner.final(audio, self._turn_language(turn), prompt)
         self.stats.refinements += 1
-        self.stats.refine_seconds += time.perf_counter() - started
+        self.stats.refine_seconds += self._timer() - started
         live_words = sum(len(final.text.split()) for final in turn.finals)
         refined_words = len(result.text.split())
         if not result.segments or refined_words > 1.5 * live_words + 6:
@@ -591,7 +597,7 @@ class StreamingSession:
         return _Context(start=start, end=end, text=" ".join(w.word for w in kept))
 
     def _decode_final(self, start: int, end: int) -> FinalResult:
-        started = time.perf_counter()
+        started = self._timer()
         prompt = None
         if self._previous_text and start - self._previous_end <= self.config.prompt_with_previous_s * _SR:
             prompt = " ".join(self._previous_text.split()[-40:])
@@ -610,7 +616,7 @@ class StreamingSession:
             )
         self.stats.final_decodes += 1
         self.stats.continued_decodes += int(result.continued)
-        self.stats.final_seconds += time.perf_counter() - started
+        self.stats.final_seconds += self._timer() - started
         return result
 
     def _close_utterance(

@@ -1,4 +1,8 @@
-// The session list: copy a session's caption share link.
+// The session list: each session's start in the viewer's time zone; copy a session's caption share link.
+
+import { localizeTimes } from "./lines.js";
+
+localizeTimes();
 
 async function copy(text) {
   if (navigator.clipboard?.writeText) {

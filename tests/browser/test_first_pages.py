@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from zoneinfo import ZoneInfo
+
 import pytest
 from django.core.files.base import ContentFile
 from django.template.loader import render_to_string
@@ -118,11 +120,15 @@ def test_the_session_list_offers_the_upload_language_dropdown_and_shows_each_ses
     Utterance.objects.create(session=session, speaker=guest, sequence=2, start_s=4, end_s=6, text="Yes, go ahead")
     recording = AudioRecording(session=session, speaker=owner, duration_s=754.6)
     recording.file.save("lister.wav", ContentFile(b"RIFF"), save=True)
-    context = browser.new_context(viewport=DESKTOP)
+    context = browser.new_context(viewport=DESKTOP, timezone_id="America/New_York")
     try:
         page = context.new_page()
         sign_in(page, site, "lister")
         card = page.locator(f'[data-session-id="{session.pk}"]')
+        # When it began, in the viewer's time zone (as on the live and transcript pages), not the server's.
+        began = session.created_at.astimezone(ZoneInfo("America/New_York"))
+        expect(card.locator("time")).to_contain_text(began.strftime("%H:%M"))
+        expect(card.locator("time")).to_contain_text(began.tzname())
         expect(card.locator(".session-stats")).to_contain_text("12:35")
         expect(card.locator(".session-stats")).to_contain_text("2 speakers: guest, lister")
         expect(card.locator(".session-stats")).to_contain_text("6 words")
