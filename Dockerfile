@@ -6,6 +6,6 @@ COPY requirements.txt .
 RUN pip install --no-cache-dir -r requirements.txt
 COPY . .
 RUN python -c "from stt_engine.model_files import resolve_model_path as r; r('base'); r('tiny.en')" \
-    && DEBUG=true python manage.py collectstatic --noinput
+    && DEBUG=false SECRET_KEY=only-for-collectstatic ALLOWED_HOSTS=build python manage.py collectstatic --noinput
 EXPOSE 8000
 CMD ["daphne", "-b", "0.0.0.0", "-p", "8000", "transcribe_site.asgi:application"]
