@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
@@ -84,6 +85,9 @@ def live_session(request: HttpRequest, session_id) -> HttpResponse:
             "language": session.language,
             "username": request.user.get_username(),
             "canStream": access.can_stream(request.user, session),
+            # (the page paces the audio it sends again after a lost connection within these)
+            "audioBurstS": settings.STT_AUDIO_BURST_S,
+            "maxAudioSpeed": settings.STT_MAX_AUDIO_SPEED,
         },
     })  # fmt: skip
 

@@ -42,7 +42,7 @@ export class ReconnectingSocket {
       this.handlers.onOpen?.();
     });
     ws.addEventListener("message", (event) => {
-      if (typeof event.data !== "string") return;
+      if (ws !== this.ws || typeof event.data !== "string") return; // (a socket given up by drop())
       let message;
       try {
         message = JSON.parse(event.data);
@@ -52,6 +52,7 @@ export class ReconnectingSocket {
       this.handlers.onMessage?.(message);
     });
     ws.addEventListener("close", (event) => {
+      if (ws !== this.ws) return; // (given up by drop(): its loss was handled then)
       clearInterval(this.pingTimer);
       const willRetry = !this.closedByUs && !FINAL_CLOSE_CODES.has(event.code);
       this.handlers.onClose?.(event.code, willRetry);
@@ -76,6 +77,20 @@ export class ReconnectingSocket {
     if (!this.isOpen) return false;
     this.ws.send(buffer);
     return true;
+  }
+
+  /**
+   * Give up a connection that looks dead (nothing came back for too long) and connect again: a
+   * network that went away without a TCP reset leaves a socket "open" for a long time.
+   */
+  drop() {
+    const ws = this.ws;
+    if (ws === null || this.closedByUs || ws.readyState >= WebSocket.CLOSING) return;
+    clearInterval(this.pingTimer);
+    this.ws = null;
+    ws.close(4000, "no answer");
+    this.handlers.onClose?.(1006, true);
+    this.scheduleRetry();
   }
 
   close() {
