@@ -464,6 +464,15 @@ class StreamConsumer(LiveStreamConsumer):
         elif not self._off_its_socket():
             await super().access_changed(event)
 
+    async def speakers_changed(self, event: dict[str, Any]) -> None:
+        if self.backend is not None:  # (the resumed stream's messages name the speaker as this one tells)
+            self.backend.learn_speakers(event["message"])
+            await self.send_json(event["message"])
+        elif not self._off_its_socket():
+            await super().speakers_changed(event)
+        else:
+            self.learn_speakers(event["message"])
+
     async def disconnect(self, code: int) -> None:
         if self.socket_replaced:
             return  # (the stream goes on through the connection that resumed it)

@@ -275,6 +275,7 @@ def turn_fields(turn: Turn, origin: dt.datetime | None = None) -> dict[str, Any]
     return {
         "speaker": turn.speaker,
         "speaker_id": turn.speaker_id,
+        "speaker_username": turn.username,
         "start": turn.start,
         "end": turn.end,
         "offset": round(turn_offset(turn, origin), 3),
@@ -374,8 +375,9 @@ def _job_subtitle(job: BatchJob) -> str:
 
 
 def speaker_label(utterance: Utterance) -> str:
-    """The name an utterance's speaker goes by in exports (the turns take theirs from ``meeting_record.turns``)."""
-    return utterance.speaker.get_username()
+    """The name an utterance's speaker goes by in exports: their display name in the session (rows taken
+    ``with_speaker_names()``), else their username. The turns take theirs from ``meeting_record.turns``."""
+    return utterance.speaker_name
 
 
 def utterance_pieces(utterances: Iterable[Utterance]) -> list[Piece]:
@@ -387,6 +389,8 @@ def utterance_pieces(utterances: Iterable[Utterance]) -> list[Piece]:
             words=u.words or [],
             speaker=speaker_label(u),
             extra={
+                "speaker_id": u.speaker_id,
+                "speaker_username": u.speaker.get_username(),
                 "utterance_id": u.pk,
                 "original_text": u.text,
                 "corrected": bool(u.corrected_text),
@@ -407,7 +411,7 @@ def export_session(session: TranscriptionSession, fmt: str, *, times: bool = Fal
     turn the speaker, times and paragraph; SRT and WebVTT stay one cue run per utterance (their
     line and duration rules).
     """
-    utterances = list(session.utterances.current().select_related("speaker"))
+    utterances = list(session.utterances.current().with_speaker_names().select_related("speaker"))
     meta = {
         "session_id": str(session.id),
         "title": session.title,

@@ -19,6 +19,7 @@ import redis
 from django.conf import settings
 from django.contrib.auth import get_user_model
 
+from sessions_app.models import SPEAKER_COLOURS, SessionMember
 from sessions_app.stream_limits import stream_slots
 
 __all__ = ["PRESENCE_POLL_S", "connected_speakers"]
@@ -56,8 +57,16 @@ def _claimed_speaker_ids(session_id) -> set[int]:
     return ids
 
 
+def _presence_entry(user, member: SessionMember | None) -> dict[str, Any]:
+    username = user.get_username()
+    colour = member.colour if member is not None and member.colour is not None else user.pk % SPEAKER_COLOURS
+    name = (member.display_name if member is not None else "") or username
+    return {"speaker": username, "speaker_id": user.pk, "speaker_name": name, "colour": colour}
+
+
 def connected_speakers(session_id) -> list[dict[str, Any]]:
-    """``[{"speaker": username, "speaker_id": id}]`` of the speakers connected to stream, by name.
+    """``[{"speaker": username, "speaker_id": id, "speaker_name": display name, "colour": n}]`` of the
+    speakers connected to stream, by username.
 
     Blocking (Redis and the database): call it off the event loop.
     """
@@ -68,7 +77,12 @@ def connected_speakers(session_id) -> list[dict[str, Any]]:
         return cached[1]
     ids = _claimed_speaker_ids(session_id)
     users = get_user_model().objects.filter(pk__in=ids).order_by("username") if ids else []
-    speakers = [{"speaker": user.get_username(), "speaker_id": user.pk} for user in users]
+    members = {
+        m.user_id: m for m in SessionMember.objects.filter(session_id=session_id, user_id__in=ids).only(
+            "user_id", "display_name", "colour"
+        )
+    } if ids else {}  # fmt: skip
+    speakers = [_presence_entry(user, members.get(user.pk)) for user in users]
     _cache[key] = (now, speakers)
     if len(_cache) > 1000:  # (sessions come and go: forget the stale ones)
         for stale in [k for k, (at, _) in _cache.items() if now - at >= _CACHE_S]:

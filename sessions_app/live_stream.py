@@ -42,6 +42,7 @@ from sessions_app.live_transcripts import do_save_final, do_save_revision, revis
 from sessions_app.models import TranscriptionSession
 from sessions_app.protocol import CloseCode, ErrorCode, ProtocolError, error_message
 from sessions_app.recordings import close_recording, open_recording
+from sessions_app.speakers import speaker_of
 from sessions_app.stream_limits import TOO_MANY_STREAMS, stream_slots
 from stt_engine import EngineCrashedError, EngineProcess, SttEngineError, events
 
@@ -119,6 +120,10 @@ class CaptionGroupMixin:
     async def send_json(self, message: dict[str, Any]) -> None:
         await self.send(text_data=json.dumps(message))
 
+    async def speakers_changed(self, event: dict[str, Any]) -> None:
+        """A speaker was renamed (``speakers.do_rename_speaker``): the page shows the new name (``stt_speakers``)."""
+        await self.send_json(event["message"])
+
     async def refuse(self, code: str, text: str, close_code: int) -> None:
         await self.send_json(error_message(code, text, session_id=str(self.session_id)))
         await self.close(code=close_code)
@@ -163,6 +168,10 @@ class LiveStreamConsumer(CaptionGroupMixin, AsyncWebsocketConsumer):
         self.finishing: set[asyncio.Task] = set()  # engines still owing a stopped stream's last final
         self.counted: set[int] = set()  # streams counted in the session's streams_open
         self.connected_at = self.last_message_at = self.last_engine_event_at = time.monotonic()
+        # What the session's pages call this speaker (their display name) and their colour: set on
+        # admission, kept up to date by stt_speakers.
+        username = getattr(self.user, "username", "")
+        self.speaker_name, self.speaker_colour = username, 0
 
     async def admit_stream(self) -> bool:
         """Take a stream slot (waiting a little when the limits are full) and join the session's group.
@@ -190,6 +199,9 @@ class LiveStreamConsumer(CaptionGroupMixin, AsyncWebsocketConsumer):
             )
             return False
         self.has_slot = True
+        speaker = await database_sync_to_async(speaker_of)(self.session_id, self.user.pk)
+        if speaker is not None:
+            self.speaker_name, self.speaker_colour = speaker.name, speaker.colour
         await self.channel_layer.group_add(self.group, self.channel_name)
         self.feeder = asyncio.create_task(self._feed_engine())
         self.tasks.append(asyncio.create_task(self._watch_time_limits()))
@@ -208,6 +220,16 @@ class LiveStreamConsumer(CaptionGroupMixin, AsyncWebsocketConsumer):
 
     async def still_allowed(self) -> bool:
         return await session_if_allowed(self.user, self.session_id, None, stream=True) is not None
+
+    def learn_speakers(self, message: dict[str, Any]) -> None:
+        """Take this speaker's name and colour from an ``stt_speakers`` message."""
+        for speaker in message.get("speakers", []):
+            if speaker.get("speaker_id") == self.user.pk:
+                self.speaker_name, self.speaker_colour = speaker["speaker_name"], speaker["colour"]
+
+    async def speakers_changed(self, event: dict[str, Any]) -> None:
+        self.learn_speakers(event["message"])
+        await super().speakers_changed(event)
 
     async def leave_group(self) -> None:
         """(A stream stays in its group until its clean-up: its last final still goes to everyone.)"""
@@ -500,6 +522,8 @@ class LiveStreamConsumer(CaptionGroupMixin, AsyncWebsocketConsumer):
         message.update(
             session_id=str(self.session_id),
             speaker=self.user.username,
+            speaker_name=self.speaker_name,
+            speaker_colour=self.speaker_colour,
             speaker_id=self.user.pk,
             stream_id=self.stream_id,
         )

@@ -81,11 +81,16 @@ def utterance_fields(utterance: Utterance) -> dict[str, Any]:
     }
 
 
-def utterance_message(utterance: Utterance, speaker_name: str) -> dict[str, Any]:
+def utterance_message(
+    utterance: Utterance, speaker: str, speaker_name: str = "", speaker_colour: int | None = None
+) -> dict[str, Any]:
+    """``stt_final``: ``speaker`` is the username, ``speaker_name`` what readers see (the display name)."""
     return {
         "type": "stt_final",
         **utterance_fields(utterance),
-        "speaker": speaker_name,
+        "speaker": speaker,
+        "speaker_name": speaker_name or speaker,
+        "speaker_colour": speaker_colour if speaker_colour is not None else utterance.speaker_colour,
         "speaker_id": utterance.speaker_id,
         "session_id": str(utterance.session_id),
     }

@@ -7,6 +7,7 @@ import uuid
 
 from django.conf import settings
 from django.db import models
+from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
 
@@ -69,8 +70,16 @@ class TranscriptionSession(models.Model):
             self.save(update_fields=["status", "ended_at"])
 
 
+SPEAKER_COLOURS = 8  # the palette's size (static/css/site.css and captions.css: .speaker-c0 to .speaker-c7)
+
+
 class SessionMember(models.Model):
-    """Membership with a role: speakers may stream and read, viewers may only read."""
+    """Membership with a role: speakers may stream and read, viewers may only read.
+
+    ``display_name`` is what the session's pages and exports call the member (their username
+    when empty); only the session's owner sets it. ``colour`` is the member's colour in the
+    session's palette, given when they join (the first one no member has) and kept after that.
+    """
 
     class Role(models.TextChoices):
         SPEAKER = "speaker", "Speaker"
@@ -80,6 +89,12 @@ class SessionMember(models.Model):
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
     role = models.CharField(max_length=10, choices=Role.choices, default=Role.SPEAKER)
     joined_at = models.DateTimeField(default=timezone.now)
+    display_name = models.CharField(
+        max_length=80, blank=True, help_text="The name pages and exports show for this member; empty: the username."
+    )
+    colour = models.PositiveSmallIntegerField(
+        null=True, blank=True, help_text=f"Index in the session's palette of {SPEAKER_COLOURS} speaker colours."
+    )
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["session", "user"], name="one_membership_per_user")]
@@ -88,11 +103,59 @@ class SessionMember(models.Model):
     def __str__(self) -> str:
         return f"{self.user} ({self.role}) in {self.session}"
 
+    def save(self, *args, **kwargs) -> None:
+        if self.colour is None:
+            self.colour = next_colour(self.session_id)
+        super().save(*args, **kwargs)
+
+
+def next_colour(session_id) -> int:
+    """The colour of a member who joins now: the first the session's members do not have, else round the palette.
+
+    (Two members joining at the same instant may get the same one: a colour is only a reading aid.)
+    """
+    taken = set(SessionMember.objects.filter(session_id=session_id).values_list("colour", flat=True))
+    free = [index for index in range(SPEAKER_COLOURS) if index not in taken]
+    return free[0] if free else len(taken) % SPEAKER_COLOURS
+
+
+class JoinLink(models.Model):
+    """A link that makes whoever opens it (signed in) a speaker of the session, until its owner revokes it."""
+
+    session = models.ForeignKey(TranscriptionSession, on_delete=models.CASCADE, related_name="join_links")
+    token = models.CharField(max_length=64, unique=True, default=new_share_token, editable=False)
+    role = models.CharField(max_length=10, choices=SessionMember.Role.choices, default=SessionMember.Role.SPEAKER)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    uses = models.PositiveIntegerField(default=0, help_text="How many people joined through it.")
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["session", "revoked_at"])]
+
+    def __str__(self) -> str:
+        state = "revoked" if self.revoked_at else "active"
+        return f"{self.role} link of {self.session} ({state})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None
+
 
 class UtteranceQuerySet(models.QuerySet):
     def current(self) -> UtteranceQuerySet:
         """The current transcript: the latest version of every utterance, in spoken order."""
         return self.filter(superseded_by__isnull=True).order_by("spoken_at", "start_s", "sequence")
+
+    def with_speaker_names(self) -> UtteranceQuerySet:
+        """Each row with its speaker's display name and colour in its session (``Utterance.speaker_name``,
+        ``Utterance.speaker_colour``), in the same query."""
+        membership = SessionMember.objects.filter(session_id=OuterRef("session_id"), user_id=OuterRef("speaker_id"))
+        return self.annotate(
+            member_display_name=Subquery(membership.values("display_name")[:1]),
+            member_colour=Subquery(membership.values("colour")[:1]),
+        )
 
 
 class Utterance(models.Model):
@@ -131,7 +194,11 @@ class Utterance(models.Model):
         null=True, blank=True, help_text="Wall-clock time its speech began; orders speakers against each other."
     )
     superseded_by = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="supersedes",
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="supersedes",
         help_text="The later version that replaced this one; empty while it is current.",
     )
     superseded_at = models.DateTimeField(null=True, blank=True)
@@ -160,6 +227,17 @@ class Utterance(models.Model):
     @property
     def display_text(self) -> str:
         return self.corrected_text or self.text
+
+    @property
+    def speaker_name(self) -> str:
+        """The speaker's display name in the session (rows from ``with_speaker_names()``), else their username."""
+        return getattr(self, "member_display_name", None) or self.speaker.get_username()
+
+    @property
+    def speaker_colour(self) -> int:
+        """The speaker's colour in the session (rows from ``with_speaker_names()``); one from their id otherwise."""
+        colour = getattr(self, "member_colour", None)
+        return colour if colour is not None else self.speaker_id % SPEAKER_COLOURS
 
     def correct(self, text: str, by) -> None:
         self.corrected_text = text

@@ -15,8 +15,8 @@ from sessions_app.models import AudioRecording, Utterance
 @dataclass
 class SessionSummary:
     """``duration_s``: the longest speaker's recording (speakers record side by side), else the end of the
-    last utterance; ``None`` before anyone spoke. ``speakers``: who spoke, by name. ``word_count``: words of
-    the current transcript, corrections included."""
+    last utterance; ``None`` before anyone spoke. ``speakers``: who spoke, by their display name in the
+    session. ``word_count``: words of the current transcript, corrections included."""
 
     duration_s: float | None = None
     speakers: list[str] = field(default_factory=list)
@@ -36,14 +36,15 @@ def summarize_sessions(session_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, Sess
     speakers: dict[uuid.UUID, set[str]] = {session_id: set() for session_id in ids}
     rows = (
         Utterance.objects.current()
+        .with_speaker_names()
         .filter(session_id__in=ids)
-        .values_list("session_id", "speaker__username", "text", "corrected_text", "end_s")
+        .values_list("session_id", "speaker__username", "member_display_name", "text", "corrected_text", "end_s")
     )
     last_end: dict[uuid.UUID, float] = {}
-    for session_id, speaker, text, corrected_text, end_s in rows.iterator():
+    for session_id, username, display_name, text, corrected_text, end_s in rows.iterator():
         summary = summaries[session_id]
         summary.word_count += len((corrected_text or text).split())
-        speakers[session_id].add(speaker)
+        speakers[session_id].add(display_name or username)  # (the name the owner gave them in the session)
         last_end[session_id] = max(last_end.get(session_id, 0.0), end_s)
     recorded = dict(
         AudioRecording.objects.filter(session_id__in=ids)

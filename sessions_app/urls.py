@@ -1,6 +1,6 @@
 from django.urls import path
 
-from sessions_app import api_tokens, views
+from sessions_app import api_tokens, join_pages, views
 
 urlpatterns = [
     path("", views.session_list, name="session-list"),
@@ -8,6 +8,9 @@ urlpatterns = [
     path("sessions/<uuid:session_id>/members/<str:username>/remove/", views.remove_member,
          name="session-remove-member"),
     path("sessions/<uuid:session_id>/share-link/", views.rotate_share_link, name="session-rotate-share-link"),
+    path("sessions/<uuid:session_id>/join-link/", join_pages.create_join_link, name="session-create-join-link"),
+    path("sessions/<uuid:session_id>/join-link/revoke/", join_pages.revoke_join_link, name="session-revoke-join-link"),
+    path("join/<str:token>/", join_pages.join, name="session-join"),
     path("sessions/<uuid:session_id>/close/", views.close_session, name="session-close"),
     path("sessions/<uuid:session_id>/live/", views.live_session, name="session-live"),
     path("sessions/<uuid:session_id>/transcript/", views.transcript, name="session-transcript"),

@@ -10,12 +10,15 @@ from django.contrib.auth.views import redirect_to_login
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
-from sessions_app import access, actions
+from sessions_app import access, actions, speakers
 from sessions_app.exports import session_origin, turn_fields
 from sessions_app.file_responses import ranged_file_response
 from sessions_app.forms import AddMemberForm, NewSessionForm, SignUpForm, UploadOptionsForm
+from sessions_app.join_links import active_join_links
+from sessions_app.join_pages import join_url
 from sessions_app.meeting_record.post_session import end_session
 from sessions_app.meeting_record.turns import Turn, group_into_turns
 from sessions_app.models import SessionMember, TranscriptionSession, Utterance
@@ -23,15 +26,24 @@ from sessions_app.session_summaries import summarize_sessions
 
 
 def sign_up(request: HttpRequest) -> HttpResponse:
+    """Create an account, sign in, then go to ``next`` (e.g. the join link that sent the visitor) or home."""
+    next_url = _safe_next(request)
     if request.user.is_authenticated:
-        return redirect("session-list")
+        return redirect(next_url or "session-list")
     form = SignUpForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         user = form.save()
         login(request, user)
         messages.success(request, f"Welcome, {user.username}.")
-        return redirect("session-list")
-    return render(request, "registration/signup.html", {"form": form})
+        return redirect(next_url or "session-list")
+    return render(request, "registration/signup.html", {"form": form, "next": next_url})
+
+
+def _safe_next(request: HttpRequest) -> str:
+    """The ``next`` of the request if it points into this site (as the sign-in page checks it), else ""."""
+    url = request.POST.get("next") or request.GET.get("next") or ""
+    safe = url_has_allowed_host_and_scheme(url, allowed_hosts={request.get_host()}, require_https=request.is_secure())
+    return url if safe else ""
 
 
 def session_list(request: HttpRequest) -> HttpResponse:
@@ -47,11 +59,13 @@ def session_list(request: HttpRequest) -> HttpResponse:
         return redirect("session-list")
     sessions = list(access.sessions_visible_to(request.user).select_related("owner"))
     summaries = summarize_sessions(session.pk for session in sessions)
+    join_links = active_join_links(s.pk for s in sessions if s.owner_id == request.user.pk)
     for session in sessions:
         session.summary = summaries[session.pk]
         # Only the owner hands out the share link (the API shows the token to the owner alone).
         owner = session.owner_id == request.user.pk
         session.caption_link = request.build_absolute_uri(caption_url(session, with_token=True)) if owner else ""
+        session.join_link = join_url(request, join_links[session.pk]) if session.pk in join_links else ""
         session.other_members = (
             list(
                 session.memberships.exclude(user_id=session.owner_id).select_related("user").order_by("user__username")
@@ -82,6 +96,7 @@ def live_session(request: HttpRequest, session_id) -> HttpResponse:
         "turns": _recent_turns(session, 100),
         "page_config": {
             "sessionId": str(session.pk),
+            "speakers": _speakers_config(session),
             "language": session.language,
             "username": request.user.get_username(),
             "canStream": access.can_stream(request.user, session),
@@ -101,7 +116,7 @@ def captions(request: HttpRequest, session_id) -> HttpResponse:
     return render(request, "sessions_app/captions.html", {
         "session": session,
         "turns": _recent_turns(session, 50),
-        "page_config": {"sessionId": str(session.pk), "token": token or ""},
+        "page_config": {"sessionId": str(session.pk), "token": token or "", "speakers": _speakers_config(session)},
     })  # fmt: skip
 
 
@@ -111,8 +126,10 @@ def transcript(request: HttpRequest, session_id) -> HttpResponse:
     utterances = list(_utterances(session))
     turns = group_into_turns(utterances)
     origin = session_origin(utterances)
+    names = {s.speaker_id: s for s in speakers.session_speakers(session.pk)}
     recordings = {
-        r.speaker_id: {"speaker": r.speaker.get_username(), "speaker_id": r.speaker_id,
+        r.speaker_id: {"speaker": names[r.speaker_id].name if r.speaker_id in names else r.speaker.get_username(),
+                       "speaker_id": r.speaker_id,
                        "url": reverse("recording-audio", args=[r.pk]),
                        "duration": r.duration_s}
         for r in session.recordings.select_related("speaker").order_by("speaker__username")
@@ -120,6 +137,7 @@ def transcript(request: HttpRequest, session_id) -> HttpResponse:
     rows = [
         {
             "id": u.pk, "sequence": u.sequence, "speaker": u.speaker.get_username(), "speaker_id": u.speaker_id,
+            "speaker_name": u.speaker_name,
             "start": u.start_s, "end": u.end_s, "text": u.text, "corrected_text": u.corrected_text,
             "corrected_by": u.corrected_by.get_username() if u.corrected_by_id else "",
             "created_at": u.created_at.isoformat(), "words": u.words or [], "source": u.source,
@@ -131,11 +149,13 @@ def transcript(request: HttpRequest, session_id) -> HttpResponse:
     return render(request, "sessions_app/transcript.html", {
         "session": session,
         "recordings": list(recordings.values()),
-        "speakers": sorted({row["speaker"] for row in rows}),
+        "speakers": list(names.values()),
+        "can_rename": session.owner_id == request.user.pk,
         "export_formats": [("txt", "TXT"), ("txt&times=1", "TXT with times"), ("docx", "Word (DOCX)"),
                            ("srt", "SRT"), ("vtt", "WebVTT"), ("json", "JSON")],
         "page_config": {
             "sessionId": str(session.pk), "canCorrect": can_correct, "utterances": rows,
+            "speakers": [s.as_message() for s in names.values()], "canRename": session.owner_id == request.user.pk,
             "turns": [turn_fields(turn, origin) for turn in turns],
             "recordings": {str(k): v for k, v in recordings.items()},
             "transcriptState": session.transcript_state, "refineProgress": session.refine_progress,
@@ -154,8 +174,18 @@ def upload(request: HttpRequest) -> HttpResponse:
 
 
 def _utterances(session: TranscriptionSession):
-    """The session's current transcript (superseded versions left out), in spoken order."""
-    return Utterance.objects.current().filter(session=session).select_related("speaker", "corrected_by")
+    """The session's current transcript (superseded versions left out), in spoken order, speakers named."""
+    return (
+        Utterance.objects.current()
+        .with_speaker_names()
+        .filter(session=session)
+        .select_related("speaker", "corrected_by")
+    )
+
+
+def _speakers_config(session: TranscriptionSession) -> list[dict]:
+    """The session's speakers for a page's script: id, username, display name and colour."""
+    return [s.as_message() for s in speakers.session_speakers(session.pk)]
 
 
 def _recent_turns(session: TranscriptionSession, limit: int) -> list[Turn]:

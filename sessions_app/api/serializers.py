@@ -88,12 +88,13 @@ class SessionSerializer(serializers.ModelSerializer):
 
 class UtteranceSerializer(serializers.ModelSerializer):
     speaker = serializers.CharField(source="speaker.get_username", read_only=True)
+    speaker_name = serializers.CharField(read_only=True, help_text="The speaker's display name in the session.")
     corrected_by = serializers.SerializerMethodField()
 
     class Meta:
         model = Utterance
         fields = [
-            "id", "sequence", "speaker", "speaker_id", "start_s", "end_s", "text", "corrected_text",
+            "id", "sequence", "speaker", "speaker_id", "speaker_name", "start_s", "end_s", "text", "corrected_text",
             "display_text", "words", "language", "confidence", "model_name", "corrected_by", "corrected_at",
             "created_at", "source", "superseded_by", "spoken_at",
         ]  # fmt: skip
@@ -106,6 +107,37 @@ class UtteranceSerializer(serializers.ModelSerializer):
 
 class UtteranceCorrectionSerializer(serializers.Serializer):
     corrected_text = serializers.CharField(allow_blank=True, trim_whitespace=True, max_length=20000)
+
+
+class SpeakerSerializer(serializers.Serializer):
+    """A speaker of a session: ``speaker`` is the username, ``speaker_name`` what pages and exports show."""
+
+    speaker_id = serializers.IntegerField(read_only=True)
+    speaker = serializers.CharField(source="username", read_only=True)
+    speaker_name = serializers.CharField(source="name", read_only=True)
+    display_name = serializers.CharField(read_only=True, help_text='What the owner set ("": the username).')
+    colour = serializers.IntegerField(read_only=True, help_text="Index in the palette of 8 speaker colours.")
+    role = serializers.CharField(read_only=True, help_text='"speaker", "viewer", or "" for a former member.')
+
+
+class SpeakerRenameSerializer(serializers.Serializer):
+    display_name = serializers.CharField(
+        allow_blank=True, trim_whitespace=False, max_length=200, help_text='At most 80 characters; "" resets.'
+    )
+
+
+class JoinLinkSerializer(serializers.Serializer):
+    token = serializers.CharField(read_only=True)
+    url = serializers.SerializerMethodField()
+    role = serializers.CharField(read_only=True)
+    created_at = serializers.DateTimeField(read_only=True)
+    uses = serializers.IntegerField(read_only=True)
+
+    @extend_schema_field(serializers.CharField())
+    def get_url(self, link) -> str:
+        path = reverse("session-join", args=[link.token])
+        request = self.context.get("request")
+        return request.build_absolute_uri(path) if request is not None else path
 
 
 class ErrorSerializer(serializers.Serializer):

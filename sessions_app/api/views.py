@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
@@ -21,14 +23,19 @@ from sessions_app.api.serializers import (
     BatchJobCreateSerializer,
     BatchJobSerializer,
     ErrorSerializer,
+    JoinLinkSerializer,
     SessionSerializer,
+    SpeakerRenameSerializer,
+    SpeakerSerializer,
     UtteranceCorrectionSerializer,
     UtteranceSerializer,
 )
 from sessions_app.file_responses import ranged_file_response
 from sessions_app.jobs import do_create_job, do_delete_job, fail_stale_jobs
+from sessions_app.join_links import active_join_link, do_create_join_link, do_revoke_join_links
 from sessions_app.meeting_record.post_session import end_session
 from sessions_app.models import BatchJob, SessionMember, Utterance
+from sessions_app.speakers import BadDisplayNameError, do_rename_speaker, session_speakers
 from sessions_app.uploads import UploadRejectedError, check_upload
 
 FORMAT_PARAM = OpenApiParameter("format", str, enum=list(exports.FORMATS), default="json", description="Export format.")
@@ -192,7 +199,7 @@ class SessionViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Retr
         versions = request.query_params.get("versions") or "current"
         if versions not in ("current", "all"):
             return error_response("BAD_FILTER", "versions must be current or all.")
-        queryset = session.utterances.select_related("speaker", "corrected_by")
+        queryset = session.utterances.with_speaker_names().select_related("speaker", "corrected_by")
         queryset = queryset.order_by("sequence") if versions == "all" else queryset.current()
         try:
             queryset = filter_utterances(queryset, request.query_params)
@@ -208,7 +215,8 @@ class SessionViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Retr
         """Read one utterance, or correct it (speakers and the owner; the original text is kept)."""
         session = self.get_object()
         utterance = (
-            Utterance.objects.select_related("speaker", "corrected_by")
+            Utterance.objects.with_speaker_names()
+            .select_related("speaker", "corrected_by")
             .filter(session=session, pk=int(utterance_id))
             .first()
             if int(utterance_id) < 2**63  # (a bigger id overflows the database's integer)
@@ -243,6 +251,65 @@ class SessionViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Retr
         """Owner only: a new share token; the old link stops working and its viewers are disconnected."""
         session = access.access_session_as_owner(request.user, pk)
         return Response({"share_token": do_rotate_share_token(session)})
+
+    @extend_schema(responses={200: SpeakerSerializer(many=True)})
+    @action(detail=True, methods=["get"], url_path="speakers", url_name="speakers")
+    def speakers(self, request: Request, pk=None) -> Response:
+        """The session's speakers (members who may speak, and anyone who spoke) with their names and colours."""
+        session = self.get_object()
+        return Response(SpeakerSerializer(session_speakers(session.pk), many=True).data)
+
+    @extend_schema(
+        request=SpeakerRenameSerializer,
+        responses={200: SpeakerSerializer, 400: ErrorSerializer, 403: ErrorSerializer, 404: ErrorSerializer},
+    )
+    @action(detail=True, methods=["get", "patch"], url_path=r"speakers/(?P<user_id>\d+)", url_name="speaker")
+    def speaker(self, request: Request, pk=None, user_id: str = "") -> Response:
+        """One speaker; PATCH ``{"display_name": "..."}`` (owner only) renames them in this session's pages
+        and exports ("" gives them their username back). Open pages hear of it (``stt_speakers``)."""
+        session = self.get_object()
+        member_id = int(user_id) if int(user_id) < 2**63 else 0  # (a bigger id overflows the database's integer)
+        if request.method == "GET":
+            speaker = next((s for s in session_speakers(session.pk) if s.speaker_id == member_id), None)
+            if speaker is None:
+                return error_response("NOT_FOUND", "No such speaker in this session.", status.HTTP_404_NOT_FOUND)
+            return Response(SpeakerSerializer(speaker).data)
+        if session.owner_id != request.user.pk:
+            raise PermissionDenied("Only the session's owner may rename its speakers.")
+        # (checked by check_display_name, not the serializer: every bad name gets BAD_DISPLAY_NAME)
+        if not isinstance(request.data, Mapping) or "display_name" not in request.data:
+            return error_response("BAD_REQUEST", 'Send {"display_name": "..."}.')
+        try:
+            speaker = do_rename_speaker(session, member_id, request.data["display_name"])
+        except BadDisplayNameError as exc:
+            return error_response(exc.code, str(exc))
+        except LookupError as exc:
+            return error_response("NOT_FOUND", str(exc), status.HTTP_404_NOT_FOUND)
+        return Response(SpeakerSerializer(speaker).data)
+
+    @extend_schema(
+        methods=["GET", "POST"], request=None, responses={200: JoinLinkSerializer, 201: JoinLinkSerializer,
+                                                         404: ErrorSerializer, 409: ErrorSerializer}
+    )  # fmt: skip
+    @extend_schema(methods=["DELETE"], request=None, responses={204: None, 404: ErrorSerializer})
+    @action(detail=True, methods=["get", "post", "delete"], url_path="join-link", url_name="join-link")
+    def join_link(self, request: Request, pk=None) -> Response:
+        """Owner only: the session's speaker join link. GET reads it, POST makes a new one (the old one stops
+        working), DELETE revokes it (who joined stays a member). Opening the link makes a signed-in user a speaker."""
+        session = access.access_session_as_owner(request.user, pk)
+        if request.method == "POST":
+            if not session.is_active:
+                return error_response("SESSION_ENDED", "The session has ended.", status.HTTP_409_CONFLICT)
+            link = do_create_join_link(session, request.user)
+            return Response(JoinLinkSerializer(link, context={"request": request}).data, status=status.HTTP_201_CREATED)
+        if request.method == "DELETE":
+            if not do_revoke_join_links(session):
+                return error_response("NOT_FOUND", "The session has no join link.", status.HTTP_404_NOT_FOUND)
+            return Response(status=status.HTTP_204_NO_CONTENT)
+        link = active_join_link(session)
+        if link is None:
+            return error_response("NOT_FOUND", "The session has no join link.", status.HTTP_404_NOT_FOUND)
+        return Response(JoinLinkSerializer(link, context={"request": request}).data)
 
     @extend_schema(request=None, responses={204: None, 404: ErrorSerializer})
     @action(detail=True, methods=["delete"], url_path=r"members/(?P<username>[^/]+)", url_name="member")

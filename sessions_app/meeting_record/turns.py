@@ -26,6 +26,7 @@ class Turn:
 
     ``start``/``end`` are seconds on the speaker's recording clock; ``spoken_at`` is the
     wall-clock time the turn began (``None`` for rows saved before it was recorded).
+    ``speaker`` is the name readers see (the display name in the session, else the username).
     """
 
     speaker: str
@@ -34,6 +35,8 @@ class Turn:
     end: float
     spoken_at: dt.datetime | None
     utterances: list[Utterance] = field(default_factory=list)
+    colour: int = 0  # the speaker's colour in the session's palette
+    username: str = ""
 
     @property
     def text(self) -> str:
@@ -62,7 +65,8 @@ def pause_s(previous: Utterance, following: Utterance) -> float:
 
 
 def _speaker_name(utterance: Utterance) -> str:
-    return utterance.speaker.get_username()
+    """The speaker's display name in the session (``Utterance.objects.with_speaker_names()``), else their username."""
+    return utterance.speaker_name
 
 
 def group_into_turns(utterances: Iterable[Utterance], max_pause_s: float = MAX_PAUSE_S) -> list[Turn]:
@@ -70,7 +74,8 @@ def group_into_turns(utterances: Iterable[Utterance], max_pause_s: float = MAX_P
 
     Args:
         utterances: current utterances in ``Utterance.objects.current()`` order (select the
-            speaker with them: its username labels the turn).
+            speaker with them, and take them ``with_speaker_names()``: the speaker's display
+            name labels the turn, their username where they have none).
         max_pause_s: a longer pause between two utterances of one speaker starts a new turn.
 
     Returns:
@@ -94,6 +99,8 @@ def group_into_turns(utterances: Iterable[Utterance], max_pause_s: float = MAX_P
                 end=utterance.end_s,
                 spoken_at=utterance.spoken_at,
                 utterances=[utterance],
+                colour=utterance.speaker_colour,
+                username=utterance.speaker.get_username(),
             )
         )
     return turns

@@ -321,6 +321,9 @@ class RealtimeTranscriptionConsumer(LiveStreamConsumer):
     async def caption_event(self, event: dict[str, Any]) -> None:
         """(Our protocol's messages of the session's group are for its other sockets, not this client.)"""
 
+    async def speakers_changed(self, event: dict[str, Any]) -> None:
+        self.learn_speakers(event["message"])  # (for the session's pages; this client hears nothing of it)
+
     async def _refuse_openai(self, code: str, text: str, close_code: int) -> None:
         await self.send_json(error_event(code, text))
         await self.close(code=close_code)

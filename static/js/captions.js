@@ -48,7 +48,7 @@ const waiting = $("waiting");
 let spoken = Boolean($("finals").children.length);
 
 function names(speakers) {
-  const list = speakers.map((s) => s.speaker);
+  const list = speakers.map((s) => s.speaker_name || s.speaker);
   if (list.length <= 1) return list.join("");
   return `${list.slice(0, -1).join(", ")} and ${list[list.length - 1]}`;
 }

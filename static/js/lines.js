@@ -3,7 +3,11 @@
 // paragraph, as the server renders them: sessions_app/meeting_record/turns.py); a revised turn
 // (stt_revised) replaces its fragments in place, without moving what the reader looks at.
 // Each speaker's partial line shows the stabilized text firm and the still-changing rest in grey
-// italics.
+// italics. Speakers are shown by their display name in the session and in their colour
+// (speaker-c0 to speaker-c7, site.css): the page's config lists them (`speakers`), every message
+// names its speaker (`speaker_name`, `speaker_colour`), and `stt_speakers` renames them in place.
+
+import { pageConfig } from "./page.js";
 
 // A longer pause between two utterances of one speaker starts a new turn (as MAX_PAUSE_S).
 export const MAX_PAUSE_S = 30;
@@ -61,16 +65,73 @@ export function el(tag, attrs = {}, ...children) {
   return node;
 }
 
+export const SPEAKER_COLOURS = 8;
+
+/** The class that gives an element its speaker's colour (as --speaker). */
+export function colourClass(colour) {
+  const n = Number(colour);
+  return `speaker-c${Number.isInteger(n) && n >= 0 ? n % SPEAKER_COLOURS : 0}`;
+}
+
+/** Give `node` the colour class `colour` (replacing the one it had). */
+export function setColour(node, colour) {
+  for (const name of [...node.classList]) if (/^speaker-c\d+$/.test(name)) node.classList.remove(name);
+  node.classList.add(colourClass(colour));
+}
+
+/** Who is who in a session: speaker id -> {speaker (username), speaker_name, colour}. */
+export class Speakers {
+  constructor(list = []) {
+    this.byId = new Map();
+    this.update(list);
+  }
+
+  /** Take a list as stt_speakers carries it; returns the ids whose name or colour changed. */
+  update(list) {
+    const changed = [];
+    for (const entry of list || []) {
+      const id = String(entry.speaker_id);
+      const before = this.byId.get(id);
+      const after = { speaker: entry.speaker, speaker_name: entry.speaker_name || entry.speaker, colour: entry.colour };
+      if (!before || before.speaker_name !== after.speaker_name || before.colour !== after.colour) changed.push(id);
+      this.byId.set(id, after);
+    }
+    return changed;
+  }
+
+  /** Learn a speaker from a live message (stt_final etc.) that the page's list did not have. */
+  learn(message) {
+    const id = String(message.speaker_id ?? "");
+    if (!id || this.byId.has(id) || !message.speaker) return;
+    this.byId.set(id, {
+      speaker: message.speaker,
+      speaker_name: message.speaker_name || message.speaker,
+      colour: message.speaker_colour ?? Number(id) % SPEAKER_COLOURS,
+    });
+  }
+
+  name(id, fallback = "") {
+    return this.byId.get(String(id))?.speaker_name || fallback;
+  }
+
+  colour(id) {
+    const known = this.byId.get(String(id));
+    return known ? known.colour : Number(id) % SPEAKER_COLOURS || 0;
+  }
+}
+
 export class LiveTranscript {
   /**
    * @param {HTMLElement} finals   list (<ol>) that finals are appended to
    * @param {HTMLElement} partials container of the per-speaker partial lines
    * @param {HTMLElement} scroller element to keep scrolled to the bottom (unless the reader scrolled up)
+   * @param {Speakers} speakers    names and colours (by default the page config's `speakers`)
    */
-  constructor(finals, partials, scroller) {
+  constructor(finals, partials, scroller, speakers = new Speakers(pageConfig().speakers)) {
     this.finals = finals;
     this.partials = partials;
     this.scroller = scroller;
+    this.speakers = speakers;
     this.bySpeaker = new Map();
     this.seen = new Set(
       [...finals.querySelectorAll("[data-utterance-id]")].map((node) => node.dataset.utteranceId),
@@ -80,13 +141,14 @@ export class LiveTranscript {
   }
 
   handle(message) {
+    if (message.speaker_id !== undefined) this.speakers.learn(message);
     switch (message.type) {
       case "stt_update":
-        this.partial(message.speaker).update = message.text || "";
+        this.partial(message).update = message.text || "";
         this.renderPartial(message.speaker);
         break;
       case "stt_stabilized":
-        this.partial(message.speaker).stable = message.text || "";
+        this.partial(message).stable = message.text || "";
         this.renderPartial(message.speaker);
         break;
       case "stt_final":
@@ -95,19 +157,26 @@ export class LiveTranscript {
       case "stt_revised":
         this.applyRevision(message);
         break;
+      case "stt_speakers":
+        this.renameSpeakers(message.speakers);
+        break;
       default:
         return false;
     }
     return true;
   }
 
-  partial(speaker) {
+  /** The partial line of a message's speaker (by username, as the protocol's `speaker`). */
+  partial(message) {
+    const speaker = typeof message === "string" ? message : message.speaker;
     let state = this.bySpeaker.get(speaker);
     if (!state) {
-      const line = el("p", { class: "partial-line", "data-speaker": speaker });
+      const id = typeof message === "string" ? "" : String(message.speaker_id ?? "");
+      const line = el("p", { class: "partial-line", "data-speaker": speaker, "data-speaker-id": id });
+      if (id) setColour(line, this.speakers.colour(id));
       line.hidden = true;
       this.partials.append(line);
-      state = { stable: "", update: "", line };
+      state = { stable: "", update: "", line, id };
       this.bySpeaker.set(speaker, state);
     }
     return state;
@@ -118,7 +187,7 @@ export class LiveTranscript {
     const { stable, update } = state;
     const rest = update.startsWith(stable) ? update.slice(stable.length) : wordsAfterCommonPrefix(stable, update);
     state.line.replaceChildren(
-      el("span", { class: "who", text: speaker }),
+      el("span", { class: "who", text: this.speakers.name(state.id, speaker) }),
       " ",
       el("span", { class: "stable", text: stable }),
       el("span", { class: "unstable", text: rest }),
@@ -144,8 +213,20 @@ export class LiveTranscript {
     this.keepingScroll(() => {
       const last = this.finals.lastElementChild;
       if (last && continuesTurn(last, message)) last.querySelector(".turn-text").append(span);
-      else this.finals.append(turnItem(message, span));
+      else this.finals.append(turnItem(message, span, this.speakers));
     });
+  }
+
+  /** stt_speakers: show every turn and partial line of a renamed (or recoloured) speaker as they are now. */
+  renameSpeakers(list) {
+    for (const id of this.speakers.update(list)) {
+      const selector = `[data-speaker-id="${CSS.escape(id)}"]`;
+      for (const node of [...this.finals.querySelectorAll(`.turn${selector}`), ...this.partials.querySelectorAll(selector)]) {
+        setColour(node, this.speakers.colour(id));
+        const who = node.querySelector(".who");
+        if (who) who.textContent = this.speakers.name(id, who.textContent);
+      }
+    }
   }
 
   /** stt_revised: the utterances of `replaces` give way to `utterances`, where the first of them was. */
@@ -219,15 +300,17 @@ function finalSpan(message) {
   return el("span", attrs, el("span", { class: "text", text: message.text }), " ");
 }
 
-function turnItem(message, span) {
+function turnItem(message, span, speakers) {
   const when = spokenAt(message) || new Date();
+  const id = String(message.speaker_id ?? "");
+  const name = speakers.name(id, message.speaker_name || message.speaker);
   return el(
     "li",
-    { class: "turn", "data-speaker": message.speaker, "data-speaker-id": String(message.speaker_id ?? "") },
+    { class: `turn ${colourClass(speakers.colour(id))}`, "data-speaker": message.speaker, "data-speaker-id": id },
     el(
       "div",
       { class: "turn-head" },
-      el("span", { class: "who", text: message.speaker }),
+      el("span", { class: "who", text: name }),
       " ",
       el("time", { dateTime: when.toISOString(), text: formatClock(when), title: when.toString() }),
     ),

@@ -2,15 +2,19 @@
 // with word seeking and highlighting, corrections of an utterance through the REST API, a
 // client-side search that marks its hits, and while the post-session pass runs its progress,
 // then its transcript. A turn's head shows its session-relative time (0:05) and its wall-clock
-// time in the viewer's zone; its Play button plays that turn and stops at its end.
+// time in the viewer's zone; its Play button plays that turn and stops at its end. Speakers go by
+// their display name in the session and their colour; the session's owner renames them in the
+// Speakers panel (PATCH /api/sessions/<id>/speakers/<user id>/).
 
-import { el, formatClock, formatSeconds, localizeTimes } from "./lines.js";
+import { Speakers, colourClass, el, formatClock, formatSeconds, localizeTimes } from "./lines.js";
 import { csrfToken, pageConfig, showProblem } from "./page.js";
 
 const config = pageConfig();
 const $ = (id) => document.getElementById(id);
 const list = $("utterances");
 const problems = $("problems");
+const speakers = new Speakers(config.speakers);
+const speakerFilter = $("speaker-filter");
 
 // speaker id -> <audio>; speaker id -> [{start, end, node}] sorted by start
 const players = new Map();
@@ -20,6 +24,7 @@ for (const audio of document.querySelectorAll("audio[data-speaker-id]")) {
 }
 
 function render() {
+  renderSpeakers();
   wordsBySpeaker.clear();
   const byId = new Map(config.utterances.map((u) => [u.id, u]));
   list.replaceChildren(
@@ -31,7 +36,8 @@ function render() {
 
 function renderTurn(turn, utterances) {
   const speakerId = String(turn.speaker_id);
-  const head = el("div", { class: "turn-head" }, el("span", { class: "who", text: turn.speaker }));
+  const name = speakers.name(speakerId, turn.speaker);
+  const head = el("div", { class: "turn-head" }, el("span", { class: "who", text: name }));
   const offset = turn.offset ?? turn.start;
   head.append(el("span", { class: "when", text: formatSeconds(offset), title: "Time into the session" }));
   const when = turn.spoken_at ? new Date(turn.spoken_at) : null;
@@ -44,14 +50,14 @@ function renderTurn(turn, utterances) {
         type: "button",
         class: "play",
         text: "▶ Play",
-        "aria-label": `Play ${turn.speaker} at ${formatSeconds(offset)}`,
+        "aria-label": `Play ${name} at ${formatSeconds(offset)}`,
         onclick: () => seek(speakerId, turn.start, turn.end),
       }),
     );
   }
   return el(
     "li",
-    { class: "turn", "data-speaker": turn.speaker, "data-speaker-id": speakerId },
+    { class: `turn ${colourClass(speakers.colour(speakerId))}`, "data-speaker": turn.speaker, "data-speaker-id": speakerId },
     head,
     el("div", { class: "turn-text" }, ...utterances.map(renderUtterance)),
   );
@@ -228,10 +234,92 @@ function edit(u, item) {
   box.focus();
 }
 
+// --- speakers: names, colours, renaming -------------------------------------------------------
+
+function renderSpeakers() {
+  const panel = $("speakers");
+  panel.replaceChildren(...config.speakers.map(renderSpeaker));
+  // The speaker filter and the players' labels say the same names.
+  for (const option of speakerFilter.querySelectorAll("option[value]:not([value=''])")) {
+    option.textContent = speakers.name(option.value, option.textContent);
+  }
+  for (const label of document.querySelectorAll(".player label[data-speaker-id]")) {
+    label.textContent = speakers.name(label.dataset.speakerId, label.textContent);
+  }
+}
+
+function renderSpeaker(entry) {
+  const id = String(entry.speaker_id);
+  const name = speakers.name(id, entry.speaker);
+  const item = el(
+    "li",
+    { class: `speaker ${colourClass(speakers.colour(id))}`, "data-speaker-id": id },
+    el("span", { class: "swatch", "aria-hidden": "true" }),
+    el("span", { class: "who", text: name }),
+  );
+  if (name !== entry.speaker) item.append(el("span", { class: "help username", text: `(${entry.speaker})` }));
+  if (config.canRename) {
+    item.append(
+      el("button", {
+        type: "button",
+        class: "rename",
+        text: "Rename",
+        "aria-label": `Rename ${name}`,
+        onclick: () => renameForm(entry, item),
+      }),
+    );
+  }
+  return item;
+}
+
+function renameForm(entry, item) {
+  const id = String(entry.speaker_id);
+  const box = el("input", {
+    type: "text",
+    name: "display_name",
+    value: speakers.name(id, entry.speaker),
+    maxLength: 80,
+    placeholder: entry.speaker,
+    autocomplete: "off",
+  });
+  const form = el(
+    "form",
+    { class: "rename-form" },
+    el("label", {}, `Name of ${entry.speaker} in this session (empty: ${entry.speaker})`, box),
+    el(
+      "div",
+      { class: "row" },
+      el("button", { type: "submit", class: "primary", text: "Save" }),
+      el("button", { type: "button", text: "Cancel", onclick: () => renderSpeakers() }),
+    ),
+  );
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const response = await fetch(`/api/sessions/${config.sessionId}/speakers/${id}/`, {
+      method: "PATCH",
+      credentials: "same-origin",
+      headers: { "Content-Type": "application/json", "X-CSRFToken": csrfToken() },
+      body: JSON.stringify({ display_name: box.value }),
+    });
+    const body = await response.json().catch(() => ({}));
+    if (!response.ok) {
+      showProblem(problems, `Renaming failed: ${body.error || response.statusText}`);
+      return;
+    }
+    const saved = { speaker_id: body.speaker_id, speaker: body.speaker, speaker_name: body.speaker_name, colour: body.colour };
+    speakers.update([saved]);
+    Object.assign(entry, saved);
+    render();
+    $("speakers").querySelector(`[data-speaker-id="${CSS.escape(id)}"] .rename`)?.focus();
+  });
+  item.replaceChildren(form);
+  box.focus();
+  box.select();
+}
+
 // --- search -------------------------------------------------------------------------------
 
 const search = $("search");
-const speakerFilter = $("speaker-filter");
 function applyFilter() {
   const needle = search.value.trim().toLowerCase();
   const speaker = speakerFilter.value;
@@ -243,7 +331,7 @@ function applyFilter() {
     for (const item of turn.querySelectorAll(".utt")) {
       const u = byId.get(item.dataset.utteranceId);
       const haystack = `${u.text} ${u.corrected_text}`.toLowerCase();
-      const visible = (!needle || haystack.includes(needle)) && (!speaker || u.speaker === speaker);
+      const visible = (!needle || haystack.includes(needle)) && (!speaker || String(u.speaker_id) === speaker);
       item.hidden = !visible;
       unmark(item);
       if (visible && needle) hits += markHits(item, needle);

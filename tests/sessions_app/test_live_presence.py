@@ -37,7 +37,9 @@ async def test_viewers_see_who_is_connected_to_speak(live_session, speaker_token
     late = caption_communicator(live_session.id, token=live_session.share_token)
     assert (await late.connect(timeout=10))[0]
     welcome = await receive_until(late, "stt_viewing")
-    assert welcome["speakers"] == [{"speaker": "alice", "speaker_id": live_session.owner_id}]
+    assert welcome["speakers"] == [
+        {"speaker": "alice", "speaker_id": live_session.owner_id, "speaker_name": "alice", "colour": 0}
+    ]
     bob_stream = stream_communicator(live_session.id, token=bob_token)
     assert (await bob_stream.connect(timeout=10))[0]
     presence = await receive_until(late, "stt_presence", timeout_s=10)
