@@ -14,6 +14,7 @@ from __future__ import annotations
 import itertools
 import math
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -127,6 +128,25 @@ class RecognizedSegment:
 
     text: str
     words: list[RecognizedWord] = field(default_factory=list)
+
+
+def recognized_segments(segments: Iterable, context_s: float = 0.0) -> list[RecognizedSegment]:
+    """faster-whisper segments as :class:`RecognizedSegment` s, word times less ``context_s``.
+
+    A segment of punctuation alone (Whisper's "." after a timestamp token) ends the one before
+    it: alone it would become an utterance that says nothing.
+    """
+    pieces: list[RecognizedSegment] = []
+    for segment in segments:
+        piece = RecognizedSegment(segment.text.strip())
+        for w in segment.words or []:
+            start, end = float(w.start) - context_s, float(w.end) - context_s
+            piece.words.append(RecognizedWord(w.word, start, end, float(w.probability)))
+        if any(ch.isalnum() for ch in piece.text):
+            pieces.append(piece)
+        elif pieces and piece.text:
+            pieces[-1].text += piece.text
+    return pieces
 
 
 @dataclass
@@ -444,17 +464,9 @@ class Recognizer:
             if fallback and not any(self._keep(s) for s in segments):
                 segments = fallback
         kept = [s for s in segments if self._keep(s)]
-        words: list[RecognizedWord] = []
-        pieces: list[RecognizedSegment] = []
-        for segment in kept:
-            piece = RecognizedSegment(segment.text.strip())
-            for w in segment.words or []:
-                start, end = float(w.start) - context_s, float(w.end) - context_s
-                piece.words.append(RecognizedWord(w.word, start, end, float(w.probability)))
-            words.extend(piece.words)
-            if piece.text:
-                pieces.append(piece)
-        text = " ".join(s.text.strip() for s in kept if s.text.strip())
+        pieces = recognized_segments(kept, context_s)
+        words = [w for piece in pieces for w in piece.words]
+        text = " ".join(piece.text for piece in pieces)
         if words:
             confidence = float(np.mean([w.probability for w in words]))
         elif kept:

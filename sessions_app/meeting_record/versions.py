@@ -80,6 +80,24 @@ def _spoken_at(anchors: Sequence[Utterance], start: float) -> dt.datetime | None
     return anchor.spoken_at + dt.timedelta(seconds=start - anchor.start_s)
 
 
+def _in_spoken_order(times: list[dt.datetime | None]) -> list[dt.datetime | None]:
+    """``times`` (of segments in recording order) made non-decreasing.
+
+    A live final's ``spoken_at`` is when it arrived less its stream time, so it carries that
+    moment's engine lag (up to seconds while the engine catches up); segments anchored on
+    neighbouring finals of different lags could otherwise sort before the segment they follow
+    (seen: a 160 s monologue's post-session version read out of order).
+    """
+    ordered: list[dt.datetime | None] = []
+    latest: dt.datetime | None = None
+    for moment in times:
+        if moment is not None and latest is not None and moment < latest:
+            moment = latest
+        latest = moment if moment is not None else latest
+        ordered.append(moment)
+    return ordered
+
+
 @transaction.atomic
 def do_apply_version(
     session_id,
@@ -118,6 +136,7 @@ def do_apply_version(
     if not replaceable or not kept:
         return AppliedVersion([], [])
     last = Utterance.objects.filter(session_id=session_id).aggregate(last=Max("sequence"))["last"] or 0
+    spoken = _in_spoken_order([_spoken_at(old, round(float(segment["start"]), 3)) for segment in kept])
     created = []
     for offset, segment in enumerate(kept, start=1):
         start = round(float(segment["start"]), 3)
@@ -136,7 +155,7 @@ def do_apply_version(
                 model_name=segment.get("model") or "",
                 source=source,
                 stream_id=stream_id,
-                spoken_at=_spoken_at(old, start),
+                spoken_at=spoken[offset - 1],
             )
         )
     now = timezone.now()

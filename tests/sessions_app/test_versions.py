@@ -103,3 +103,18 @@ def test_live_finals_are_ordered_by_when_they_were_spoken(make_session, user, ot
     early = do_save_final(session.id, other_user.pk, _final("first", 5.0, 6.0, at=20.0), 0.0)
     assert early.spoken_at < late_start.spoken_at <= timezone.now()
     assert [u.text for u in _current(session)] == ["first", "second"]
+
+
+def test_a_version_reads_in_recording_order_whatever_lag_its_anchors_had(make_session, user):
+    """Live finals carry their engine's lag in ``spoken_at``: a version anchored on two of them stays in order."""
+    session = make_session(user)
+    lagging = do_save_final(session.id, user.pk, _final("one two three four", 0.0, 5.0), 0.0)
+    prompt = do_save_final(session.id, user.pk, _final("five six seven", 8.0, 12.0), 0.0)
+    origin = timezone.now() - dt.timedelta(minutes=1)
+    Utterance.objects.filter(pk=lagging.pk).update(spoken_at=origin + dt.timedelta(seconds=5))  # 5 s behind
+    Utterance.objects.filter(pk=prompt.pk).update(spoken_at=origin + dt.timedelta(seconds=8))  # on time
+    version = [_final("One, two, three,", 0.0, 3.0), _final("four, five,", 4.0, 6.0), _final("six, seven.", 7.0, 12.0)]
+    do_apply_version(session.id, user.pk, [lagging.pk, prompt.pk], version, Utterance.Source.ARCHIVE)
+    # Anchored on its nearest final, "four, five," (at 4 s, on the lagging one) would say 9 s and
+    # "six, seven." (at 7 s, on the other) 7 s: before it.
+    assert [u.text for u in _current(session)] == [v["text"] for v in version]

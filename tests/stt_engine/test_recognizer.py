@@ -5,7 +5,7 @@ from __future__ import annotations
 import soundfile as sf
 from faster_whisper.transcribe import Segment, Word
 
-from stt_engine.recognizer import Recognizer, _without_prefix
+from stt_engine.recognizer import Recognizer, _without_prefix, recognized_segments
 from tests.speech import dev_clip, word_error_rate
 
 SR = 16000
@@ -13,8 +13,19 @@ SR = 16000
 
 def _segment(*words: str) -> Segment:
     timed = [Word(start=i * 0.5, end=i * 0.5 + 0.4, word=w, probability=0.9) for i, w in enumerate(words)]
-    return Segment(id=0, seek=0, start=0.0, end=len(words) * 0.5, text="".join(words), tokens=[],
-                   avg_logprob=-0.2, compression_ratio=1.2, no_speech_prob=0.01, words=timed, temperature=0.0)
+    return Segment(
+        id=0,
+        seek=0,
+        start=0.0,
+        end=len(words) * 0.5,
+        text="".join(words),
+        tokens=[],
+        avg_logprob=-0.2,
+        compression_ratio=1.2,
+        no_speech_prob=0.01,
+        words=timed,
+        temperature=0.0,
+    )
 
 
 def test_a_final_given_the_previous_words_as_context_returns_only_what_follows(engine_config, engine_models):
@@ -45,3 +56,14 @@ def test_the_context_words_are_cut_off_the_decode_punctuation_added_to_them_incl
 def test_a_decode_whose_words_do_not_begin_with_the_context_is_not_cut():
     assert _without_prefix([_segment(" And", " so", " my")], "Ask not") is None
     assert _without_prefix([_segment(" And", " so")], "And so my fellow") is None
+
+
+def test_a_segment_of_punctuation_alone_ends_the_one_before_it():
+    """Whisper sometimes closes a sentence with a segment that is only "." (seen on a refined turn)."""
+    pieces = recognized_segments(
+        [_segment(" is", " to", " be", " ill-disposed"), _segment("."), _segment(" Yes.")], 0.5
+    )
+    assert [p.text for p in pieces] == ["is to be ill-disposed.", "Yes."]
+    assert [w.word for w in pieces[0].words] == [" is", " to", " be", " ill-disposed"]
+    assert pieces[0].words[0].start == -0.5  # on the clock after the context
+    assert recognized_segments([_segment("."), _segment(" Yes.")])[0].text == "Yes."
