@@ -1,27 +1,22 @@
-"""Batch jobs: create (and queue), delete, record progress, and fail jobs whose worker died.
+"""Batch jobs: create (and queue), delete, and look for jobs whose worker was lost.
 
 A running job's worker writes ``heartbeat_at`` at least every ``BATCH_HEARTBEAT_S`` seconds
-(from a thread, so even one very long segment keeps it fresh). A job still ``running`` whose
-heartbeat is older than ``BATCH_STALE_AFTER_S`` has lost its worker: :func:`fail_stale_jobs`
-marks it failed with ``WORKER_LOST``. It runs when jobs are read over the API and when a
-worker starts, so no job shows "running" forever and no beat scheduler is required.
+(from a thread, so even one very long segment keeps it fresh) and holds the job's lease. A job
+still ``running`` whose lease nobody holds has lost its worker: ``sessions_app.lost_work``
+queues it again (once; a second loss fails it with ``WORKER_LOST``). Workers look for such jobs
+when they start and every ``BATCH_RECOVERY_S``; :func:`recover_stale_jobs` looks too when jobs
+are read over the API, at the jobs whose heartbeat is older than ``BATCH_STALE_AFTER_S`` (a
+cheap filter), so no job shows "running" for ever even while no worker runs.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import logging
-
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
-from django.utils import timezone
 
+from sessions_app.lost_work import requeue_lost_jobs
 from sessions_app.models import BatchJob
-
-logger = logging.getLogger(__name__)
-
-WORKER_LOST = "WORKER_LOST"
 
 
 def allowed_models() -> list[str]:
@@ -73,19 +68,7 @@ def do_delete_job(job: BatchJob) -> None:
         transaction.on_commit(lambda: storage.delete(name))
 
 
-def fail_stale_jobs(now: dt.datetime | None = None) -> int:
-    """Mark running jobs without a recent heartbeat as failed (``WORKER_LOST``); return how many."""
-    now = now or timezone.now()
-    cutoff = now - dt.timedelta(seconds=settings.BATCH_STALE_AFTER_S)
-    stale = BatchJob.objects.filter(status=BatchJob.Status.RUNNING, heartbeat_at__lt=cutoff)
-    if not stale.exists():  # the common case: no write, so no SQLite write lock on every read
-        return 0
-    count = stale.update(
-        status=BatchJob.Status.FAILED,
-        error_code=WORKER_LOST,
-        error_message="The worker stopped reporting progress (it crashed or was restarted). Upload the file again.",
-        finished_at=now,
-    )
-    if count:
-        logger.warning("marked %d batch job(s) as failed with %s", count, WORKER_LOST)
-    return count
+def recover_stale_jobs() -> int:
+    """Queue again (or fail) the running jobs with an old heartbeat whose worker was lost; how many."""
+    found = requeue_lost_jobs(stale_only=True)
+    return found.jobs_requeued + found.jobs_failed

@@ -3,6 +3,8 @@
 Each worker process keeps the Whisper models it has loaded (``_MODELS``), so only the first
 job of a process pays for loading. Progress goes to the database at most once a second;
 a heartbeat thread keeps ``heartbeat_at`` fresh between reports (see sessions_app/jobs.py).
+Each job and pass runs behind a lease, so that work whose worker was lost is queued again
+(sessions_app/lost_work.py).
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from django.conf import settings
 from django.db import close_old_connections
 from django.utils import timezone
 
-from sessions_app.jobs import fail_stale_jobs
+from sessions_app import worker_leases
+from sessions_app.lost_work import WORKER_LOST, requeue_lost_work, start_recovery_thread
 from sessions_app.models import BatchJob
 from stt_engine.batch import BatchAudioError, load_model, transcribe_file
 from stt_engine.model_files import ModelNotAvailableError
@@ -90,20 +93,34 @@ def _fail(job_id: str, code: str, message: str) -> None:
     soft_time_limit=settings.CELERY_TASK_SOFT_TIME_LIMIT,
 )
 def transcribe_job(job_id: str) -> str:
-    """Transcribe one uploaded file and store its segments on the job. Returns the final status."""
+    """Transcribe one uploaded file and store its segments on the job. Returns the final status.
+
+    It runs behind the job's lease (``worker_leases``), so that a worker killed in the middle is
+    seen at once and the job queued again (``lost_work``); a message of a job that another live
+    worker runs, or that is no longer queued (a redelivery), does nothing.
+    """
+    lease = worker_leases.hold(worker_leases.JOB, job_id)
+    if lease is None:
+        return "running elsewhere"
+    with lease:
+        return _transcribe_job(job_id)
+
+
+def _transcribe_job(job_id: str) -> str:
     job = BatchJob.objects.filter(pk=job_id).first()
     if job is None:
         return "deleted"
-    if job.status == BatchJob.Status.DONE:
-        return job.status  # a redelivered message of a finished job
+    if job.status != BatchJob.Status.QUEUED:
+        return job.status  # a redelivered message of a job that finished, failed, or was lost
     now = timezone.now()
+    rerun = job.error_code == WORKER_LOST  # (queued again after its worker was lost: it says so meanwhile)
     BatchJob.objects.filter(pk=job_id).update(
         status=BatchJob.Status.RUNNING,
         progress=0,
         started_at=now,
         heartbeat_at=now,
-        error_code="",
-        error_message="",
+        error_code=WORKER_LOST if rerun else "",
+        error_message=job.error_message if rerun else "",
         finished_at=None,
     )
     stop = threading.Event()
@@ -144,6 +161,8 @@ def transcribe_job(job_id: str) -> str:
         detected_language=result.language[:12],
         audio_duration_s=result.duration_s,
         segments=[segment.to_dict() for segment in result.segments],
+        error_code="",
+        error_message="",
         heartbeat_at=timezone.now(),
         finished_at=timezone.now(),
     )
@@ -155,11 +174,19 @@ def transcribe_job(job_id: str) -> str:
     time_limit=settings.CELERY_TASK_TIME_LIMIT,
     soft_time_limit=settings.CELERY_TASK_SOFT_TIME_LIMIT,
 )
-def post_session_pass(session_id: str) -> str:
-    """Transcribe an ended session's recordings again and make that its transcript (see post_session)."""
+def post_session_pass(session_id: str, recovered: bool = False) -> str:
+    """Transcribe an ended session's recordings again and make that its transcript (see post_session).
+
+    Behind the session's pass lease, as ``transcribe_job``; ``recovered``: queued again by
+    ``lost_work`` (its earlier worker may have been lost).
+    """
     from sessions_app.meeting_record.post_session import run_post_session_pass
 
-    return run_post_session_pass(session_id, model_loader=cached_model)
+    lease = worker_leases.hold(worker_leases.PASS, session_id)
+    if lease is None:
+        return "running elsewhere"
+    with lease:
+        return run_post_session_pass(session_id, model_loader=cached_model, recovered=recovered)
 
 
 @shared_task(name="sessions_app.auto_end_session")
@@ -171,9 +198,13 @@ def auto_end_session(session_id: str) -> bool:
 
 
 @worker_ready.connect
-def _fail_jobs_of_dead_workers(**_kwargs) -> None:
-    """At worker start, jobs left running by a worker that died are failed (WORKER_LOST)."""
+def _requeue_work_of_lost_workers(**_kwargs) -> None:
+    """At worker start, work left running by a worker that was lost is queued again (``lost_work``);
+    then every ``BATCH_RECOVERY_S`` (a worker that dies while others run is noticed too)."""
     try:
-        fail_stale_jobs()
+        requeue_lost_work()
+    except Exception:
+        logger.exception("looking for work whose worker was lost failed")
     finally:
         close_old_connections()
+    start_recovery_thread(settings.BATCH_RECOVERY_S)

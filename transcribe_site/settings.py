@@ -292,13 +292,15 @@ STT_WARM_ON_START = env_bool("STT_WARM_ON_START", True)  # load engines when the
 # Limits of batch uploads.
 UPLOAD_MAX_BYTES = env_int("UPLOAD_MAX_BYTES", 500 * 1024 * 1024, minimum=1024)
 UPLOAD_MAX_SECONDS = env_int("UPLOAD_MAX_SECONDS", 4 * 3600, minimum=1)
-# Batch jobs: the Celery queue they go to, the batch decoder's options, and when a running job
-# whose worker stopped sending heartbeats is failed with WORKER_LOST (sessions_app/jobs.py).
+# Batch jobs: the Celery queue they go to, the batch decoder's options, the heartbeat, and how
+# often a worker looks for work whose worker was lost (sessions_app/lost_work.py; API reads look
+# at running jobs whose heartbeat is older than BATCH_STALE_AFTER_S).
 BATCH_QUEUE = env_str("BATCH_QUEUE", "celery")
 STT_BATCH_BEAM_SIZE = env_int("STT_BATCH_BEAM_SIZE", 1, minimum=1, maximum=10)
 STT_BATCH_CPU_THREADS = env_int("STT_BATCH_CPU_THREADS", 0, minimum=0, maximum=64)
 BATCH_HEARTBEAT_S = env_int("BATCH_HEARTBEAT_S", 30, minimum=1)
 BATCH_STALE_AFTER_S = env_int("BATCH_STALE_AFTER_S", 300, minimum=10)
+BATCH_RECOVERY_S = env_int("BATCH_RECOVERY_S", 60, minimum=1)
 # The post-session pass (sessions_app/meeting_record/post_session.py): each speaker's recording is
 # transcribed again as a whole (beam 5 by default, whatever batch jobs use) once the session ends.
 # It waits up to STT_END_WAIT_S for the live streams to finish their last finals first. A session

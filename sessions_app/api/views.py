@@ -31,7 +31,7 @@ from sessions_app.api.serializers import (
     UtteranceSerializer,
 )
 from sessions_app.file_responses import ranged_file_response
-from sessions_app.jobs import do_create_job, do_delete_job, fail_stale_jobs
+from sessions_app.jobs import do_create_job, do_delete_job, recover_stale_jobs
 from sessions_app.join_links import active_join_link, do_create_join_link, do_revoke_join_links
 from sessions_app.meeting_record.post_session import end_session
 from sessions_app.models import BatchJob, SessionMember, Utterance
@@ -91,11 +91,11 @@ class BatchJobViewSet(
         return [ScopedRateThrottle()] if self.action == "create" else super().get_throttles()
 
     def list(self, request: Request, *args, **kwargs) -> Response:
-        fail_stale_jobs()
+        recover_stale_jobs()
         return super().list(request, *args, **kwargs)
 
     def retrieve(self, request: Request, *args, **kwargs) -> Response:
-        fail_stale_jobs()
+        recover_stale_jobs()
         return super().retrieve(request, *args, **kwargs)
 
     @extend_schema(

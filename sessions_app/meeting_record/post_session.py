@@ -303,11 +303,23 @@ def _store(session_id, versions: dict[int, list[dict[str, Any]]]) -> None:
 
 
 def _fail(session_id, code: str, message: str) -> None:
-    TranscriptionSession.objects.filter(pk=session_id).update(
-        transcript_state=State.FAILED, refine_error_code=code, refine_error=message[:2000]
-    )
+    fail_pass(session_id, code, message)
+
+
+def fail_pass(session_id, code: str, message: str, *, only_if_code: str | None = None) -> bool:
+    """Record the session's pass as failed with ``code`` and tell its pages; returns whether it did.
+
+    With ``only_if_code``, only a pass still ``refining`` with that ``refine_error_code``
+    (``lost_work``: a rerun whose worker was lost too).
+    """
+    rows = TranscriptionSession.objects.filter(pk=session_id)
+    if only_if_code is not None:
+        rows = rows.filter(transcript_state=State.REFINING, refine_error_code=only_if_code)
+    if not rows.update(transcript_state=State.FAILED, refine_error_code=code, refine_error=message[:2000]):
+        return False
     progress = TranscriptionSession.objects.filter(pk=session_id).values_list("refine_progress", flat=True).first()
     notify_transcript_state(session_id, State.FAILED, progress or 0)
+    return True
 
 
 def run_post_session_pass(
@@ -315,6 +327,7 @@ def run_post_session_pass(
     *,
     transcribe: Callable[..., BatchResult] | None = None,
     model_loader: Callable[[str], Any] | None = None,
+    recovered: bool = False,
 ) -> str:
     """Transcribe every speaker's recording of an ended session and store it as the transcript.
 
@@ -323,6 +336,9 @@ def run_post_session_pass(
             is stale, e.g. redelivered after the pass finished, and nothing is done).
         transcribe: the batch function (default ``stt_engine.batch.transcribe_file``).
         model_loader: returns a loaded model for a name (the worker's cached one).
+        recovered: queued again because its worker seemed lost (``sessions_app.lost_work``):
+            while it runs its ``refine_error_code`` says ``WORKER_LOST``, so that a second loss
+            fails it instead of queueing it again.
 
     Returns:
         The state it left the session in (``final`` or ``failed``), or ``"deleted"`` /
@@ -333,6 +349,12 @@ def run_post_session_pass(
         return "deleted"
     if session.transcript_state != State.REFINING:
         return "skipped"
+    if recovered:
+        from sessions_app.lost_work import RERUN_MESSAGE, WORKER_LOST
+
+        TranscriptionSession.objects.filter(pk=session_id, transcript_state=State.REFINING).update(
+            refine_error_code=WORKER_LOST, refine_error=RERUN_MESSAGE
+        )
     transcribe = transcribe or transcribe_file
     model_name = settings.STT_FINAL_MODEL
     try:

@@ -16,7 +16,7 @@ from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from rest_framework import status
 
-from sessions_app.jobs import do_create_job, fail_stale_jobs
+from sessions_app.jobs import do_create_job, recover_stale_jobs
 from sessions_app.models import BatchJob
 from sessions_app.openai_api.errors import OpenAIError
 from sessions_app.openai_api.model_names import resolve_model
@@ -145,7 +145,7 @@ def wait_for_job(job: BatchJob, timeout_s: float) -> BatchJob:
         if current.status == BatchJob.Status.FAILED:
             raise _failure(current)
         if time.monotonic() >= deadline:
-            fail_stale_jobs()
+            recover_stale_jobs()
             raise OpenAIError(
                 "JOB_NOT_DONE",
                 f"The transcription is still {current.status} ({current.progress}%) after {timeout_s:g} s; "

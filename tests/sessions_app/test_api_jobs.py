@@ -8,7 +8,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from sessions_app.jobs import fail_stale_jobs
+from sessions_app.jobs import recover_stale_jobs
 from sessions_app.models import BatchJob
 from tests.speech import dev_clip
 
@@ -155,16 +155,23 @@ def test_deleting_a_job_removes_it_and_its_file(api, django_capture_on_commit_ca
     assert not os.path.exists(path)
 
 
-def test_a_running_job_without_heartbeat_fails_as_worker_lost(api, settings):
+def test_a_running_job_whose_worker_was_lost_is_queued_again_then_fails_the_second_time(api, settings, monkeypatch):
+    queued: list[str] = []
+    monkeypatch.setattr("sessions_app.lost_work._queue_job", queued.append)
     job_id = _upload(api, _wav()).json()["id"]
     old = timezone.now() - dt.timedelta(seconds=settings.BATCH_STALE_AFTER_S + 5)
+    # Running, an old heartbeat and no worker holding its lease: its worker is gone.
     BatchJob.objects.filter(pk=job_id).update(status="running", heartbeat_at=old)
     fresh_id = _upload(api, _wav()).json()["id"]
     BatchJob.objects.filter(pk=fresh_id).update(status="running", heartbeat_at=timezone.now())
     body = api.get(f"/api/jobs/{job_id}/").json()
-    assert body["status"] == "failed" and body["error_code"] == "WORKER_LOST"
-    assert BatchJob.objects.get(pk=fresh_id).status == "running"
-    assert fail_stale_jobs() == 0
+    assert body["status"] == "queued" and body["error_code"] == "WORKER_LOST" and queued == [job_id]
+    assert BatchJob.objects.get(pk=fresh_id).status == "running"  # (a fresh heartbeat is not looked at)
+    assert recover_stale_jobs() == 0
+    # The rerun loses its worker too: now it fails.
+    BatchJob.objects.filter(pk=job_id).update(status="running", heartbeat_at=old)
+    body = api.get(f"/api/jobs/{job_id}/").json()
+    assert body["status"] == "failed" and body["error_code"] == "WORKER_LOST" and queued == [job_id]
 
 
 def test_the_openapi_schema_and_docs_are_served(api):
