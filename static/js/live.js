@@ -54,6 +54,7 @@ const pacer = new SendPacer({ sampleRate: SAMPLE_RATE, burstS: config.audioBurst
 let streamId = null; // the server's stream that the backlog's positions count in
 let sentUpTo = 0; // stream position up to which audio went out on this connection
 let stopWanted = false; // the speaker stopped; stt_stop goes (again) once all audio is sent
+let flushWanted = false; // push-to-talk was released; stt_flush goes once all audio is sent
 let catchingUpTo = -1; // after a reconnection: the position whose acknowledgement means caught up
 let lastAckAt = 0;
 let pumpTimer = null;
@@ -135,6 +136,8 @@ function showBacklog() {
     } else {
       setBanner(`Connection lost. ${retry}`);
     }
+  } else if (!listening && startSent && streamId !== null) {
+    setBanner(`Back online - resuming the stream, ${seconds(backlog.held)} s of audio buffered${lost}…`);
   } else if (catchingUpTo >= 0) {
     setBanner(`Back online - sending ${seconds(backlog.held)} s of buffered audio${lost}…`);
   }
@@ -162,6 +165,8 @@ function sendPending() {
     pacer.used(piece.pcm.length);
     sentUpTo = piece.start + piece.pcm.length;
   }
+  if (flushWanted && !stopWanted) socket.sendJson({ type: "stt_flush" }); // (after the audio it ends)
+  flushWanted = false;
   if (stopWanted && sentUpTo === backlog.end && startSent) {
     socket.sendJson({ type: "stt_stop" }); // (all the audio went before it)
     startSent = listening = false;
@@ -225,6 +230,7 @@ function handleMessage(message) {
   const mine = !message.speaker || message.speaker === config.username;
   switch (message.type) {
     case "stt_listening":
+      if (!mine) break;
       setState("listening");
       onListening(message);
       break;
@@ -321,6 +327,7 @@ async function toggle() {
 
 async function pressHold() {
   if (holding || continuous || stopWanted) return;
+  flushWanted = false; // (talking again: an earlier release's flush is not due any more)
   holding = true;
   renderButtons();
   if (!(await openMic())) {
@@ -333,7 +340,10 @@ function releaseHold() {
   if (!holding) return;
   holding = false;
   renderButtons();
-  if (startSent) socket.sendJson({ type: "stt_flush" }); // finish this utterance now
+  if (startSent) {
+    flushWanted = true; // finish this utterance now: once the audio not yet sent has gone
+    sendPending();
+  }
   clearTimeout(releaseTimer);
   releaseTimer = setTimeout(() => {
     if (!continuous && !holding) stopMic();

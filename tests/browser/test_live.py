@@ -111,7 +111,9 @@ def test_a_speaker_streams_a_viewer_follows_and_the_transcript_plays_from_a_word
         word = words.nth(min(3, words.count() - 1))
         start = float(word.get_attribute("data-start"))
         word.click()
-        page.wait_for_timeout(1200)
+        # (playing from the word once the seek is done: waited for, however slow the machine)
+        playing = f"(a => !a.paused && a.currentTime >= {start - 0.05})(document.querySelector('audio'))"
+        wait_until(page, playing, timeout=15_000)
         state = page.locator("audio").first.evaluate("a => ({ t: a.currentTime, paused: a.paused, error: a.error })")
         assert state["error"] is None and not state["paused"], state
         assert start - 0.05 <= state["t"] <= start + 3.0, (start, state)
