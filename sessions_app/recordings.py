@@ -1,5 +1,8 @@
 """Each speaker's audio on disk, as one WAV file per session that every stream appends to.
 
+:func:`recording_size` says how long a recording is and how many bytes it has, read from the
+file itself (a recording being written has grown since its row was last updated).
+
 The WAV header is rewritten about once a second, so the file on disk is always a playable
 WAV with everything received so far, even if the server dies in the middle of a stream.
 Audio is stored at 16 kHz whatever rate the client sends (the streams of one speaker may
@@ -11,6 +14,7 @@ from __future__ import annotations
 import struct
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import soxr
@@ -28,7 +32,7 @@ def _wav_header(data_bytes: int, rate: int = RECORDING_RATE) -> bytes:
         b"RIFF" + struct.pack("<I", 36 + data_bytes) + b"WAVE"
         + b"fmt " + struct.pack("<IHHIIHH", 16, 1, 1, rate, rate * 2, 2, 16)
         + b"data" + struct.pack("<I", data_bytes)
-    )
+    )  # fmt: skip
 
 
 class WavAppender:
@@ -83,6 +87,33 @@ class WavAppender:
         self._file.seek(position)
         self._file.flush()
         self._header_written_at = time.monotonic()
+
+
+def recording_size(recording: AudioRecording) -> tuple[float, int]:
+    """``(duration_s, bytes)`` of the recording's WAV file as it is on disk now (the row's if it is gone)."""
+    path = Path(default_storage.path(recording.file.name)) if recording.file else None
+    if path is None or not path.exists():
+        return recording.duration_s, recording.size_bytes
+    size = path.stat().st_size
+    return max(size - _HEADER_BYTES, 0) / 2 / RECORDING_RATE, size
+
+
+def session_recordings(session) -> list[dict[str, Any]]:
+    """Each speaker's recording of ``session``, by speaker name: ``id``, ``speaker`` (username),
+    ``speaker_id``, ``speaker_name``, ``duration_s``, ``sample_rate`` and ``bytes`` (on disk now)."""
+    from sessions_app.speakers import session_speakers
+
+    names = {s.speaker_id: s.name for s in session_speakers(session.pk)}
+    rows = []
+    for recording in AudioRecording.objects.filter(session=session).select_related("speaker"):
+        duration_s, size = recording_size(recording)
+        username = recording.speaker.get_username()
+        rows.append({
+            "id": recording.pk, "speaker": username, "speaker_id": recording.speaker_id,
+            "speaker_name": names.get(recording.speaker_id, username), "duration_s": round(duration_s, 3),
+            "sample_rate": recording.sample_rate, "bytes": size,
+        })  # fmt: skip
+    return sorted(rows, key=lambda row: (row["speaker_name"].casefold(), row["speaker_id"]))
 
 
 def open_recording(session_id, speaker_id: int, input_rate: int) -> tuple[AudioRecording, WavAppender]:

@@ -9,6 +9,7 @@ from rest_framework import serializers
 from sessions_app.access import role_in_session
 from sessions_app.jobs import allowed_models
 from sessions_app.models import BatchJob, TranscriptionSession, Utterance
+from sessions_app.recordings import session_recordings
 from stt_engine.languages import AUTO, normalize_language
 
 
@@ -84,6 +85,38 @@ class SessionSerializer(serializers.ModelSerializer):
     def get_share_token(self, session: TranscriptionSession) -> str | None:
         user = self._user()
         return session.share_token if user is not None and session.owner_id == user.pk else None
+
+
+class RecordingSerializer(serializers.Serializer):
+    """One speaker's recording of a session (a 16-bit mono WAV file)."""
+
+    id = serializers.IntegerField(read_only=True)
+    speaker = serializers.CharField(read_only=True, help_text="The speaker's username.")
+    speaker_id = serializers.IntegerField(read_only=True)
+    speaker_name = serializers.CharField(read_only=True, help_text="The speaker's display name in the session.")
+    duration_s = serializers.FloatField(read_only=True, help_text="As on disk now (it grows while they speak).")
+    sample_rate = serializers.IntegerField(read_only=True)
+    bytes = serializers.IntegerField(read_only=True, help_text="Size of the WAV file, header included.")
+    audio_url = serializers.CharField(read_only=True, help_text="The WAV file (Range requests supported).")
+
+
+class SessionDetailSerializer(SessionSerializer):
+    """A session with its recordings (``GET /api/sessions/{id}/``)."""
+
+    recordings = serializers.SerializerMethodField()
+
+    class Meta(SessionSerializer.Meta):
+        fields = [*SessionSerializer.Meta.fields, "recordings"]
+        read_only_fields = [*SessionSerializer.Meta.read_only_fields, "recordings"]
+
+    @extend_schema_field(RecordingSerializer(many=True))
+    def get_recordings(self, session: TranscriptionSession) -> list[dict]:
+        request = self.context.get("request")
+        rows = []
+        for row in session_recordings(session):
+            path = reverse("api-session-recording-audio", args=[session.pk, row["id"]])
+            rows.append({**row, "audio_url": request.build_absolute_uri(path) if request is not None else path})
+        return RecordingSerializer(rows, many=True).data
 
 
 class UtteranceSerializer(serializers.ModelSerializer):

@@ -9,7 +9,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import PermissionDenied
+from rest_framework.exceptions import NotFound, PermissionDenied
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.request import Request
@@ -24,6 +24,7 @@ from sessions_app.api.serializers import (
     BatchJobSerializer,
     ErrorSerializer,
     JoinLinkSerializer,
+    SessionDetailSerializer,
     SessionSerializer,
     SpeakerRenameSerializer,
     SpeakerSerializer,
@@ -175,6 +176,24 @@ class SessionViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Retr
     def perform_create(self, serializer: SessionSerializer) -> None:
         data = serializer.validated_data
         serializer.instance = do_create_session(self.request.user, data["title"], data.get("language", "auto"))
+
+    def get_serializer_class(self):
+        return SessionDetailSerializer if self.action == "retrieve" else SessionSerializer
+
+    @extend_schema(responses={(200, "audio/wav"): OpenApiTypes.BINARY, 404: ErrorSerializer})
+    @action(
+        detail=True,
+        methods=["get"],
+        url_path=r"recordings/(?P<recording_id>[0-9]+)/audio",
+        url_name="recording-audio",
+    )
+    def recording_audio(self, request: Request, pk=None, recording_id=None) -> HttpResponse:
+        """One speaker's recording of the session, a WAV file (supports Range requests)."""
+        session = self.get_object()
+        recording = access.access_recording(request.user, int(recording_id))
+        if recording.session_id != session.pk or not recording.file:
+            raise NotFound("No such recording in this session.")
+        return ranged_file_response(request._request, recording.file.path, "audio/wav")
 
     @extend_schema(
         parameters=[

@@ -160,3 +160,69 @@ def test_the_utterance_list_serves_the_current_version_unless_asked_for_all(user
     segments = api.get(f"/api/sessions/{session_with_talk.id}/export/", {"format": "json"}).json()["segments"]
     assert segments[0]["text"] == "Good morning, everyone."
     assert "Good morning everyone." not in [s["text"] for s in segments]
+
+
+def test_the_session_detail_lists_its_recordings_and_the_owner_can_fetch_each(
+    user, make_user, make_session, settings, tmp_path
+):
+    import soundfile
+
+    from sessions_app.recordings import close_recording, open_recording
+    from sessions_app.speakers import do_rename_speaker
+    from tests.speech import dev_clip
+
+    settings.MEDIA_ROOT = tmp_path
+    session = make_session(user, "Recorded")
+    bob = make_user("bob")
+    do_add_member(session, "bob", "speaker")
+    do_rename_speaker(session, bob.pk, "Robert Smith")
+    pcm, rate = soundfile.read(dev_clip("jfk").path, dtype="int16")
+    # Alice's stream is closed; Bob's is still being written (its row has not been updated yet).
+    recording, appender = open_recording(session.pk, user.pk, rate)
+    appender.append(pcm.tobytes())
+    close_recording(recording, appender)
+    _, open_appender = open_recording(session.pk, bob.pk, 8000)
+    open_appender.append(pcm[: 8000 * 2].tobytes())  # 2 s at 8 kHz, stored at 16 kHz
+    open_appender._write_header()  # (as it does every second)
+
+    api = _client(user)
+    body = api.get(f"/api/sessions/{session.pk}/").json()
+    recordings = {r["speaker"]: r for r in body["recordings"]}
+    assert set(recordings) == {"alice", "bob"}
+    alice, robert = recordings["alice"], recordings["bob"]
+    assert alice["speaker_id"] == user.pk and alice["speaker_name"] == "alice"
+    assert alice["duration_s"] == pytest.approx(len(pcm) / rate, abs=0.001)
+    assert alice["sample_rate"] == 16000 and alice["bytes"] == 44 + len(pcm) * 2
+    assert robert["speaker_name"] == "Robert Smith"
+    assert robert["duration_s"] == pytest.approx(2.0, abs=0.05) and robert["bytes"] > 44 + 60000
+    assert "recordings" not in api.get("/api/sessions/").json()["results"][0]  # (the list stays light)
+
+    wav = api.get(alice["audio_url"])
+    assert wav.status_code == 200 and wav["Content-Type"] == "audio/wav"
+    audio = b"".join(wav.streaming_content) if wav.streaming else wav.content
+    assert len(audio) == alice["bytes"] and audio[:4] == b"RIFF" and audio[44:] == pcm.tobytes()
+    ranged = api.get(alice["audio_url"], HTTP_RANGE="bytes=44-99")
+    assert ranged.status_code == 206
+    assert (b"".join(ranged.streaming_content) if ranged.streaming else ranged.content) == pcm.tobytes()[:56]
+    open_appender.close()
+
+
+def test_a_recording_is_served_only_in_its_session_and_to_its_members(user, other_user, make_user, make_session,
+                                                                      settings, tmp_path):  # fmt: skip
+    from sessions_app.recordings import close_recording, open_recording
+
+    settings.MEDIA_ROOT = tmp_path
+    session = make_session(user, "Mine")
+    elsewhere = make_session(user, "Also mine")
+    recording, appender = open_recording(session.pk, user.pk, 16000)
+    appender.append(b"\x01\x00" * 1600)
+    close_recording(recording, appender)
+    url = f"/api/sessions/{session.pk}/recordings/{recording.pk}/audio/"
+    assert _client(user).get(url).status_code == 200
+    wrong_session = _client(user).get(f"/api/sessions/{elsewhere.pk}/recordings/{recording.pk}/audio/")
+    assert wrong_session.status_code == 404 and wrong_session.json()["code"] == "NOT_FOUND"
+    assert _client(user).get(f"/api/sessions/{session.pk}/recordings/999999/audio/").status_code == 404
+    assert _client(other_user).get(url).status_code == 404
+    assert APIClient().get(url).status_code in (401, 403)
+    do_add_member(session, other_user.username, "viewer")
+    assert _client(other_user).get(url).status_code == 200  # (members may listen, as on the transcript page)
