@@ -9,7 +9,7 @@ import pytest
 from stt_engine import EngineConfig, EngineModels, StreamingSession, events, load_models
 from tests.speech import Clip, dev_clip
 
-from .streaming import read_pcm, stream
+from .streaming import no_decode_time, read_pcm, stream
 
 # A spread of speakers and sources from the dev set, 53 s in all.
 WER_CLIPS = (
@@ -37,8 +37,13 @@ def engine_models(engine_config: EngineConfig) -> EngineModels:
 @pytest.fixture
 def make_session(engine_config: EngineConfig, engine_models: EngineModels) -> Callable[..., StreamingSession]:
     def make(sample_rate: int = 16000, language: str = "en", config: EngineConfig | None = None) -> StreamingSession:
-        return StreamingSession(config or engine_config, sample_rate=sample_rate, language=language,
-                                models=engine_models)
+        return StreamingSession(
+            config or engine_config,
+            sample_rate=sample_rate,
+            language=language,
+            models=engine_models,
+            timer=no_decode_time,
+        )
 
     return make
 
@@ -49,6 +54,8 @@ def dev_runs(engine_config: EngineConfig, engine_models: EngineModels) -> list[t
     runs = []
     for name in WER_CLIPS:
         clip = dev_clip(name)
-        session = StreamingSession(engine_config, sample_rate=16000, language="en", models=engine_models)
+        session = StreamingSession(
+            engine_config, sample_rate=16000, language="en", models=engine_models, timer=no_decode_time
+        )
         runs.append((clip, stream(session, read_pcm(clip.path))))
     return runs

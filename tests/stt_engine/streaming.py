@@ -27,9 +27,7 @@ def read_pcm(path: Path, lead_s: float = 0.5, tail_s: float = 1.5) -> np.ndarray
     """A 16 kHz clip as int16 samples, with silence before and after (so the VAD closes)."""
     audio, rate = sf.read(str(path), dtype="int16")
     assert rate == 16000
-    return np.concatenate(
-        [np.zeros(int(lead_s * 16000), np.int16), audio, np.zeros(int(tail_s * 16000), np.int16)]
-    )
+    return np.concatenate([np.zeros(int(lead_s * 16000), np.int16), audio, np.zeros(int(tail_s * 16000), np.int16)])
 
 
 def resample_pcm(pcm: np.ndarray, rate: int) -> np.ndarray:
@@ -38,8 +36,19 @@ def resample_pcm(pcm: np.ndarray, rate: int) -> np.ndarray:
     return np.clip(out * 32768.0, -32768, 32767).astype(np.int16)
 
 
-def stream(session: StreamingSession, pcm: np.ndarray, rate: int = 16000, chunk_ms: int = 40,
-           stop: bool = True) -> list[events.Event]:
+def no_decode_time() -> float:
+    """A simulated clock for ``StreamingSession(timer=...)`` on which decoding takes no time.
+
+    A partial's compute time spaces out the next one (``partial_cost_factor``); on the wall clock
+    the partials of a test would depend on how fast and busy the machine is. On this clock they
+    come at the config's intervals of stream time, the same on every machine.
+    """
+    return 0.0
+
+
+def stream(
+    session: StreamingSession, pcm: np.ndarray, rate: int = 16000, chunk_ms: int = 40, stop: bool = True
+) -> list[events.Event]:
     """Feed ``pcm`` in chunks of ``chunk_ms`` and return every event (plus ``stop()``'s)."""
     step = max(1, rate * chunk_ms // 1000)
     out: list[events.Event] = []

@@ -15,6 +15,7 @@ from .streaming import (
     check_event_order,
     check_stabilized_never_retracts,
     finals,
+    no_decode_time,
     read_pcm,
     resample_pcm,
     stream,
@@ -230,7 +231,7 @@ def test_partials_and_speculation_yield_while_other_decodes_use_every_core(engin
     assert engine_models.final_threads == 2
 
     def run() -> tuple[StreamingSession, list[events.Event]]:
-        session = StreamingSession(measured, language="en", models=engine_models, load=load)
+        session = StreamingSession(measured, language="en", models=engine_models, load=load, timer=no_decode_time)
         return session, stream(session, read_pcm(clip.path))
 
     with load.decoding(threads=2):
@@ -262,10 +263,8 @@ def test_partials_come_less_often_while_other_streams_are_talking(engine_config,
     config = replace(engine_config, partial_interval_s=0.7, partial_busy_interval_s=2.1)
 
     def run() -> StreamingSession:
-        # The spacing is on the stream's clock; a partial's compute time could stretch it (the
-        # wall clock, which would make the counts depend on the machine): on this simulated
-        # clock decoding takes no time.
-        session = StreamingSession(config, language="en", models=engine_models, load=load, timer=lambda: 0.0)
+        # (the spacing is on the stream's clock: on this simulated one decoding takes no time)
+        session = StreamingSession(config, language="en", models=engine_models, load=load, timer=no_decode_time)
         stream(session, read_pcm(clip.path))
         return session
 
@@ -277,3 +276,23 @@ def test_partials_come_less_often_while_other_streams_are_talking(engine_config,
         busy.stats.partial_decodes,
         alone.stats.partial_decodes,
     )
+
+
+def test_a_partial_that_took_long_spaces_out_the_next_one(engine_config, engine_models):
+    """The next partial waits ``partial_cost_factor`` times the last one's compute time when that
+    is longer than the interval: a slow machine is not flooded with partials."""
+    clip = dev_clip("ls_dev-clean_2412-153948-0001")
+    config = replace(engine_config, partial_interval_s=0.7, partial_cost_factor=4.0)
+    ticks = itertools.count()
+
+    def half_a_second_per_reading() -> float:  # simulated: every decode takes 0.5 s
+        return 0.5 * next(ticks)
+
+    def partials(timer) -> int:
+        session = StreamingSession(config, language="en", models=engine_models, timer=timer)
+        stream(session, read_pcm(clip.path))
+        return session.stats.partial_decodes
+
+    fast, slow = partials(no_decode_time), partials(half_a_second_per_reading)
+    # 0.7 s of stream time between partials against 4 x 0.5 = 2 s.
+    assert 2 <= slow < 0.5 * fast, (slow, fast)
