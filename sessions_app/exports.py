@@ -26,10 +26,12 @@ import srt
 from django.utils import timezone
 from docx.shared import Pt, RGBColor
 
+from sessions_app.job_segments import segment_text
 from sessions_app.meeting_record.turns import Turn, group_into_turns
 from sessions_app.models import BatchJob, TranscriptionSession, Utterance
 
 __all__ = [
+    "EXPORT_MENU",
     "FORMATS",
     "MAX_LINES",
     "MAX_LINE_CHARS",
@@ -45,6 +47,15 @@ __all__ = [
     "turns_to_txt",
 ]
 
+# The export menu of the transcript and upload pages: (what follows ``format=``, label).
+EXPORT_MENU = (
+    ("txt", "TXT"),
+    ("txt&times=1", "TXT with times"),
+    ("docx", "Word (DOCX)"),
+    ("srt", "SRT"),
+    ("vtt", "WebVTT"),
+    ("json", "JSON"),
+)
 MAX_LINE_CHARS = 42
 MAX_LINES = 2
 MIN_CUE_S = 0.05
@@ -343,14 +354,24 @@ def _render(
 
 
 def job_pieces(job: BatchJob) -> list[Piece]:
+    """A job's segments, each with its correction where it has one (the JSON keeps the original too)."""
     return [
-        Piece(start=float(s["start"]), end=float(s["end"]), text=str(s["text"]).strip(), words=s.get("words") or [])
+        Piece(
+            start=float(s["start"]),
+            end=float(s["end"]),
+            text=segment_text(s),
+            words=s.get("words") or [],
+            extra={"original_text": str(s["text"]).strip(), "corrected": True} if s.get("corrected_text") else {},
+        )
         for s in job.segments or []
     ]
 
 
 def export_job(job: BatchJob, fmt: str, *, times: bool = False) -> Export:
-    """Render a finished job's transcript in ``fmt`` (one of ``FORMATS``); ``times``: TXT with times."""
+    """Render a finished job's transcript in ``fmt`` (one of ``FORMATS``); ``times``: TXT with times.
+
+    Every format says a segment's correction where it has one; JSON gives its ``original_text`` too.
+    """
     meta = {
         "job_id": str(job.id),
         "filename": job.original_filename,
@@ -358,7 +379,9 @@ def export_job(job: BatchJob, fmt: str, *, times: bool = False) -> Export:
         "duration_s": job.audio_duration_s,
         "model": job.model_name,
     }
-    if job.corrected_text.strip() and fmt == "txt":
+    # A reviewer's correction of the whole text (the admin's, older than per-segment corrections) is
+    # the TXT while no segment has a correction of its own; once one has, the segments are the transcript.
+    if job.corrected_text.strip() and fmt == "txt" and not any(s.get("corrected_text") for s in job.segments or []):
         return Export(job.corrected_text.strip() + "\n", _CONTENT_TYPES["txt"], f"job-{job.id}.txt")
     if fmt == "docx":
         meta = {**meta, "title": job.original_filename or f"Job {job.id}", "subtitle": _job_subtitle(job)}

@@ -1,12 +1,13 @@
 from django.urls import path
 
-from sessions_app import api_tokens, join_pages, views
+from sessions_app import api_tokens, job_pages, join_pages, views
 
 urlpatterns = [
     path("", views.session_list, name="session-list"),
     path("sessions/<uuid:session_id>/members/", views.add_member, name="session-add-member"),
-    path("sessions/<uuid:session_id>/members/<str:username>/remove/", views.remove_member,
-         name="session-remove-member"),
+    path(
+        "sessions/<uuid:session_id>/members/<str:username>/remove/", views.remove_member, name="session-remove-member"
+    ),
     path("sessions/<uuid:session_id>/share-link/", views.rotate_share_link, name="session-rotate-share-link"),
     path("sessions/<uuid:session_id>/join-link/", join_pages.create_join_link, name="session-create-join-link"),
     path("sessions/<uuid:session_id>/join-link/revoke/", join_pages.revoke_join_link, name="session-revoke-join-link"),
@@ -19,4 +20,5 @@ urlpatterns = [
     path("account/api-token/", api_tokens.api_token_page, name="api-token"),
     path("recordings/<int:recording_id>/audio", views.recording_audio, name="recording-audio"),
     path("jobs/<uuid:job_id>/audio", views.job_audio, name="job-audio"),
+    path("jobs/<uuid:job_id>/transcript/", job_pages.job_transcript, name="job-transcript"),
 ]

@@ -14,7 +14,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from sessions_app import access, actions, speakers
-from sessions_app.exports import session_origin, turn_fields
+from sessions_app.exports import EXPORT_MENU, session_origin, turn_fields
 from sessions_app.file_responses import ranged_file_response
 from sessions_app.forms import AddMemberForm, NewSessionForm, SignUpForm, UploadOptionsForm
 from sessions_app.join_links import active_join_links
@@ -146,15 +146,30 @@ def transcript(request: HttpRequest, session_id) -> HttpResponse:
         for u in utterances
     ]  # fmt: skip
     can_correct = access.role_in_session(request.user, session) == SessionMember.Role.SPEAKER
+    # (what the page says differently for a batch job: sessions_app/job_pages.py)
+    page = {
+        "title": session.title,
+        "status": session.status,
+        "status_display": session.get_status_display(),
+        "created_at": session.created_at,
+        "links": [(reverse("session-live", args=[session.pk]), "Live page")],
+        "details": [],
+        "show_speakers": True,
+        "side_label": "Speakers, audio and export",
+        "empty_text": "Nothing has been said in this session yet.",
+        "help": "Click a word to play from there; ▶ Play plays one turn. Times: into the session, then the clock.",
+    }
     return render(request, "sessions_app/transcript.html", {
+        "page": page,
         "session": session,
         "recordings": list(recordings.values()),
         "speakers": list(names.values()),
         "can_rename": session.owner_id == request.user.pk,
-        "export_formats": [("txt", "TXT"), ("txt&times=1", "TXT with times"), ("docx", "Word (DOCX)"),
-                           ("srt", "SRT"), ("vtt", "WebVTT"), ("json", "JSON")],
+        "export_url": reverse("api-session-export", args=[session.pk]),
+        "export_formats": EXPORT_MENU,
         "page_config": {
             "sessionId": str(session.pk), "canCorrect": can_correct, "utterances": rows,
+            "correctionUrl": f"/api/sessions/{session.pk}/utterances/{{id}}/", "unit": ["utterance", "utterances"],
             "speakers": [s.as_message() for s in names.values()], "canRename": session.owner_id == request.user.pk,
             "turns": [turn_fields(turn, origin) for turn in turns],
             "recordings": {str(k): v for k, v in recordings.items()},
@@ -163,13 +178,18 @@ def transcript(request: HttpRequest, session_id) -> HttpResponse:
     })  # fmt: skip
 
 
+RECENT_JOBS = 10  # how many uploads the upload page lists
+
+
 @login_required
 def upload(request: HttpRequest) -> HttpResponse:
-    recent = access.jobs_visible_to(request.user).order_by("-created_at")[:10]
+    """Upload a file; the recent uploads, kept up to date by the page (static/js/upload.js polls /api/jobs/)."""
+    recent = access.jobs_visible_to(request.user).order_by("-created_at")[:RECENT_JOBS]
     return render(request, "sessions_app/upload.html", {
         "jobs": recent,
         "options_form": UploadOptionsForm(),
-        "export_formats": [("txt", "TXT"), ("srt", "SRT"), ("vtt", "WebVTT"), ("json", "JSON")],
+        "export_formats": EXPORT_MENU,
+        "page_config": {"recentJobs": RECENT_JOBS, "exportMenu": EXPORT_MENU},
     })  # fmt: skip
 
 

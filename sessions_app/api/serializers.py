@@ -26,13 +26,14 @@ def checked_language(value: str) -> str:
 class BatchJobSerializer(serializers.ModelSerializer):
     model = serializers.CharField(source="model_name", read_only=True)
     transcript_url = serializers.SerializerMethodField()
+    page_url = serializers.SerializerMethodField()
 
     class Meta:
         model = BatchJob
         fields = [
             "id", "status", "progress", "original_filename", "size_bytes", "language", "detected_language",
             "model", "audio_duration_s", "error_code", "error_message", "created_at", "started_at",
-            "heartbeat_at", "finished_at", "transcript_url",
+            "heartbeat_at", "finished_at", "transcript_url", "page_url",
         ]  # fmt: skip
         read_only_fields = fields
 
@@ -41,6 +42,12 @@ class BatchJobSerializer(serializers.ModelSerializer):
         if job.status != BatchJob.Status.DONE:
             return None
         return reverse("api-job-transcript", args=[job.pk])
+
+    @extend_schema_field(serializers.CharField(allow_null=True, help_text="The job's transcript page (done jobs)."))
+    def get_page_url(self, job: BatchJob) -> str | None:
+        if job.status != BatchJob.Status.DONE:
+            return None
+        return reverse("job-transcript", args=[job.pk])
 
 
 class BatchJobCreateSerializer(serializers.Serializer):

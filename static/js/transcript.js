@@ -5,6 +5,11 @@
 // time in the viewer's zone; its Play button plays that turn and stops at its end. Speakers go by
 // their display name in the session and their colour; the session's owner renames them in the
 // Speakers panel (PATCH /api/sessions/<id>/speakers/<user id>/).
+//
+// A batch job's transcript page is this page too (sessions_app/job_pages.py): its config gives one
+// player (the uploaded file, "speaker" id "upload"), one turn per segment, no speakers (no panel, no
+// filter), `correctionUrl` /api/jobs/<id>/segments/{id}/ ({id}: the segment's index), `unit`
+// "segment", and no transcriptState (no refine pass to follow).
 
 import { Speakers, colourClass, el, formatClock, formatSeconds, localizeTimes } from "./lines.js";
 import { csrfToken, pageConfig, showProblem } from "./page.js";
@@ -14,7 +19,8 @@ const $ = (id) => document.getElementById(id);
 const list = $("utterances");
 const problems = $("problems");
 const speakers = new Speakers(config.speakers);
-const speakerFilter = $("speaker-filter");
+const speakerFilter = $("speaker-filter"); // (none on a job's page)
+const [unit, units] = config.unit || ["utterance", "utterances"];
 
 // speaker id -> <audio>; speaker id -> [{start, end, node}] sorted by start
 const players = new Map();
@@ -37,9 +43,9 @@ function render() {
 function renderTurn(turn, utterances) {
   const speakerId = String(turn.speaker_id);
   const name = speakers.name(speakerId, turn.speaker);
-  const head = el("div", { class: "turn-head" }, el("span", { class: "who", text: name }));
+  const head = el("div", { class: "turn-head" }, name ? el("span", { class: "who", text: name }) : null);
   const offset = turn.offset ?? turn.start;
-  head.append(el("span", { class: "when", text: formatSeconds(offset), title: "Time into the session" }));
+  head.append(el("span", { class: "when", text: formatSeconds(offset), title: config.offsetTitle || "Time into the session" }));
   const when = turn.spoken_at ? new Date(turn.spoken_at) : null;
   if (when && !Number.isNaN(when.getTime())) {
     head.append(el("time", { dateTime: when.toISOString(), text: formatClock(when), title: when.toString() }));
@@ -50,7 +56,7 @@ function renderTurn(turn, utterances) {
         type: "button",
         class: "play",
         text: "▶ Play",
-        "aria-label": `Play ${name} at ${formatSeconds(offset)}`,
+        "aria-label": name ? `Play ${name} at ${formatSeconds(offset)}` : `Play from ${formatSeconds(offset)}`,
         onclick: () => seek(speakerId, turn.start, turn.end),
       }),
     );
@@ -111,7 +117,7 @@ function renderUtterance(u) {
         type: "button",
         class: "edit",
         text: "✎",
-        title: "Correct this utterance",
+        title: `Correct this ${unit}`,
         "aria-label": "Correct",
         onclick: () => edit(u, item),
       }),
@@ -134,7 +140,10 @@ function seek(speakerId, seconds, until = null) {
   if (until === null) stopAt.delete(speakerId);
   else stopAt.set(speakerId, until);
   audio.currentTime = seconds;
-  audio.play().catch((error) => showProblem(problems, `The audio could not play: ${error.message}`));
+  audio.play().catch((error) => {
+    // (AbortError: a pause or another seek came before playback began; nothing went wrong)
+    if (error.name !== "AbortError") showProblem(problems, `The audio could not play: ${error.message}`);
+  });
   highlight(speakerId, seconds);
 }
 
@@ -214,7 +223,7 @@ function edit(u, item) {
   );
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
-    const response = await fetch(`/api/sessions/${config.sessionId}/utterances/${u.id}/`, {
+    const response = await fetch(config.correctionUrl.replace("{id}", encodeURIComponent(u.id)), {
       method: "PATCH",
       credentials: "same-origin",
       headers: { "Content-Type": "application/json", "X-CSRFToken": csrfToken() },
@@ -238,9 +247,10 @@ function edit(u, item) {
 
 function renderSpeakers() {
   const panel = $("speakers");
+  if (!panel) return; // (a job's page: no speakers)
   panel.replaceChildren(...config.speakers.map(renderSpeaker));
   // The speaker filter and the players' labels say the same names.
-  for (const option of speakerFilter.querySelectorAll("option[value]:not([value=''])")) {
+  for (const option of speakerFilter?.querySelectorAll("option[value]:not([value=''])") || []) {
     option.textContent = speakers.name(option.value, option.textContent);
   }
   for (const label of document.querySelectorAll(".player label[data-speaker-id]")) {
@@ -322,7 +332,7 @@ function renameForm(entry, item) {
 const search = $("search");
 function applyFilter() {
   const needle = search.value.trim().toLowerCase();
-  const speaker = speakerFilter.value;
+  const speaker = speakerFilter?.value || "";
   const byId = new Map(config.utterances.map((u) => [String(u.id), u]));
   let shown = 0;
   let hits = 0;
@@ -342,7 +352,7 @@ function applyFilter() {
   }
   const found = needle ? ` (${hits} ${hits === 1 ? "hit" : "hits"})` : "";
   $("search-count").textContent =
-    needle || speaker ? `${shown} of ${config.utterances.length} utterances match${found}.` : "";
+    needle || speaker ? `${shown} of ${config.utterances.length} ${units} match${found}.` : "";
   if (needle) list.querySelector("mark.hit")?.scrollIntoView({ block: "nearest" });
 }
 
@@ -389,7 +399,7 @@ function markHits(root, needle) {
   return ranges.length;
 }
 search.addEventListener("input", applyFilter);
-speakerFilter.addEventListener("change", applyFilter);
+speakerFilter?.addEventListener("change", applyFilter);
 
 // --- the post-session pass ----------------------------------------------------------------
 

@@ -1,7 +1,12 @@
-// The upload page: send a file with upload progress, follow the job, show the transcript.
+// The upload page: send a file with upload progress, follow the job, show the transcript; and the
+// list of recent uploads, kept live: while any of them is queued or running the page reads
+// /api/jobs/ every LIST_POLL_MS and shows each one's status and progress, then, once done, the link
+// to its transcript page and its exports.
 
-import { el, formatSeconds } from "./lines.js";
-import { csrfToken } from "./page.js";
+import { el, formatSeconds, localizeTimes } from "./lines.js";
+import { csrfToken, pageConfig } from "./page.js";
+
+const config = pageConfig();
 
 const $ = (id) => document.getElementById(id);
 const form = $("upload-form");
@@ -10,6 +15,8 @@ const drop = $("drop-zone");
 const chosen = $("chosen-file");
 const problems = $("problems");
 const POLL_MS = 1000;
+const LIST_POLL_MS = 2000;
+const STATUS_NAMES = { queued: "Queued", running: "Running", done: "Done", failed: "Failed" };
 
 function showError(text) {
   problems.textContent = text;
@@ -80,6 +87,7 @@ form.addEventListener("submit", (event) => {
       return;
     }
     setProgress("upload-progress", 1, "Uploaded.");
+    refreshJobs(); // (the new job heads the list, and keeps it polling)
     follow(body.id);
   });
   xhr.addEventListener("error", () => {
@@ -102,6 +110,7 @@ async function follow(jobId) {
     const job = await response.json();
     const label = { queued: "Queued…", running: "Transcribing…", done: "Done.", failed: "Failed." }[job.status];
     setProgress("job-progress", job.progress / 100, `${label} ${job.progress}%`);
+    if (job.status === "done" || job.status === "failed") refreshJobs();
     if (job.status === "failed") {
       showError(`The transcription failed: ${job.error_message || job.error_code}`);
       return;
@@ -135,6 +144,7 @@ async function showTranscript(job) {
   for (const link of document.querySelectorAll("#job-exports a[data-format]")) {
     link.href = `/api/jobs/${job.id}/transcript?format=${link.dataset.format}&download=1`;
   }
+  $("result-page").href = job.page_url || `/jobs/${job.id}/transcript/`;
   $("result-meta").textContent = [
     job.original_filename,
     job.audio_duration_s ? `${formatSeconds(job.audio_duration_s)} long` : "",
@@ -145,4 +155,83 @@ async function showTranscript(job) {
     .join(" · ");
   $("result").hidden = false;
   $("result-heading").focus();
+}
+
+// --- the recent uploads ------------------------------------------------------------------------
+
+const recent = $("recent-jobs");
+let listTimer = 0;
+
+function jobItem(job) {
+  const name = job.original_filename || job.id;
+  const item = el(
+    "li",
+    { class: "job", "data-job-id": job.id, "data-status": job.status },
+    el("span", { class: "job-name", text: name }),
+    " · ",
+    el("span", { class: `badge ${job.status}`, text: STATUS_NAMES[job.status] || job.status }),
+  );
+  if (job.status === "running") {
+    item.append(
+      " ",
+      el("progress", { max: 100, value: job.progress, "aria-label": `Transcription of ${name}` }),
+      " ",
+      el("span", { class: "job-progress", text: `${job.progress}%` }),
+    );
+  }
+  item.append(" · ", el("time", { dateTime: job.created_at, "data-format": "datetime", text: job.created_at }));
+  if (job.status === "done") {
+    const links = el("span", { class: "job-links" }, "· ");
+    links.append(el("a", { class: "open", href: job.page_url || `/jobs/${job.id}/transcript/`, text: "Open transcript" }));
+    links.append(" · ", el("span", { class: "help", text: "Download:" }), " ");
+    for (const [format, label] of config.exportMenu || []) {
+      links.append(
+        el("a", {
+          href: `/api/jobs/${job.id}/transcript?format=${format}&download=1`,
+          download: "",
+          text: label,
+          "aria-label": `${label} of ${name}`,
+        }),
+        " ",
+      );
+    }
+    item.append(" ", links);
+  }
+  if (job.status === "failed") {
+    item.append(" ", el("span", { class: "job-error", text: `· ${job.error_message || job.error_code}` }));
+  }
+  return item;
+}
+
+function showJobs(jobs) {
+  const items = jobs.map(jobItem);
+  recent.replaceChildren(...(items.length ? items : [el("li", { class: "empty", text: "No uploads yet." })]));
+  localizeTimes(recent);
+}
+
+/** Read the recent uploads once; again in LIST_POLL_MS while any is queued or running. */
+async function refreshJobs() {
+  clearTimeout(listTimer);
+  listTimer = 0;
+  let jobs;
+  try {
+    const response = await fetch("/api/jobs/", { credentials: "same-origin", headers: { Accept: "application/json" } });
+    if (!response.ok) throw new Error(response.statusText);
+    jobs = (await response.json()).results.slice(0, config.recentJobs || 10);
+  } catch {
+    // A blip: try again a little later, while the list has something to follow.
+    if (recent.querySelector('[data-status="queued"], [data-status="running"]')) {
+      listTimer = setTimeout(refreshJobs, LIST_POLL_MS * 2);
+    }
+    return;
+  }
+  showJobs(jobs);
+  if (jobs.some((job) => job.status === "queued" || job.status === "running")) {
+    listTimer = setTimeout(refreshJobs, LIST_POLL_MS);
+  }
+}
+
+localizeTimes(recent);
+if (recent.querySelector('[data-status="queued"], [data-status="running"]')) {
+  listTimer = setTimeout(refreshJobs, LIST_POLL_MS);
 }

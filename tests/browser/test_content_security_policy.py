@@ -13,7 +13,7 @@ import pytest
 import soundfile
 from playwright.sync_api import expect
 
-from sessions_app.models import AudioRecording
+from sessions_app.models import AudioRecording, BatchJob
 from tests.browser.conftest import PASSWORD, sign_in, wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -33,7 +33,10 @@ def test_the_pages_run_under_the_content_security_policy(site, browser, make_use
     wav.parent.mkdir(parents=True, exist_ok=True)
     soundfile.write(str(wav), np.zeros(16000, dtype=np.int16), 16000, subtype="PCM_16")
     AudioRecording.objects.create(
-        session=session, speaker=owner, file=str(wav.relative_to(site.media)), duration_s=1.0,
+        session=session,
+        speaker=owner,
+        file=str(wav.relative_to(site.media)),
+        duration_s=1.0,
         size_bytes=wav.stat().st_size,
     )
 
@@ -76,6 +79,16 @@ def test_the_pages_run_under_the_content_security_policy(site, browser, make_use
         screenshot(page, "csp-transcript")
         assert not problems, problems
 
+        # A job's transcript page: the same page over an uploaded file.
+        job = BatchJob.objects.create(
+            owner=owner, upload=str(wav.relative_to(site.media)), original_filename="cora.wav", status="done",
+            segments=[{"start": 0.0, "end": 1.0, "text": "Silence.", "words": []}],
+        )  # fmt: skip
+        visit(f"/jobs/{job.pk}/transcript/")
+        wait_until(page, "document.querySelector('audio').readyState >= 1", timeout=30_000)
+        expect(page.locator("#utterances .utt")).to_contain_text(["Silence."])
+        assert not problems, problems
+
         visit("/admin/")
         visit("/admin/sessions_app/transcriptionsession/")
         visit(f"/admin/sessions_app/transcriptionsession/{session.pk}/change/")
@@ -94,4 +107,3 @@ def test_the_pages_run_under_the_content_security_policy(site, browser, make_use
 
 def _about_csp(text: str) -> bool:
     return "content security policy" in text.lower() or "content-security-policy" in text.lower()
-

@@ -29,7 +29,7 @@ def test_an_uploaded_file_shows_progress_then_its_transcript(site, browser, make
         assert page.locator("#job-progress").evaluate("p => p.value") == 100
         text = " ".join(page.locator("#segments .segment .text").all_inner_texts())
         assert word_error_rate([speech_clip.text], [text]) <= 0.25, text
-        href = page.get_by_role("link", name="SRT").get_attribute("href")
+        href = page.locator("#job-exports").get_by_role("link", name="SRT").get_attribute("href")
         assert href.startswith("/api/jobs/") and "format=srt" in href
         srt = page.request.get(f"{site.url}{href}")
         assert srt.ok and "-->" in srt.text()
