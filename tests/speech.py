@@ -40,3 +40,13 @@ def word_error_rate(references: list[str], hypotheses: list[str]) -> float:
     hyps = [_normalizer(text) for text in hypotheses]
     pairs = [(ref, hyp) for ref, hyp in zip(refs, hyps, strict=True) if ref.strip()]
     return jiwer.wer([ref for ref, _ in pairs], [hyp if hyp.strip() else "<empty>" for _, hyp in pairs])
+
+
+def deleted_words(reference: str, hypothesis: str) -> int:
+    """Words of ``reference`` missing from ``hypothesis`` (jiwer's deletions, after normalization)."""
+    ref, hyp = _normalizer(reference), _normalizer(hypothesis)
+    if not ref.strip():
+        return 0
+    if not hyp.strip():
+        return len(ref.split())
+    return jiwer.process_words(ref, hyp).deletions
