@@ -63,8 +63,9 @@ async def wait_for(condition, what: str, timeout_s: float = 180.0) -> None:
         await asyncio.sleep(0.05)
 
 
-async def receive_finals_until_idle(communicator, timeout_s: float = 120.0, seen: list | None = None,
-                                    stream_id: str | None = None) -> list[dict]:
+async def receive_finals_until_idle(
+    communicator, timeout_s: float = 120.0, seen: list | None = None, stream_id: str | None = None
+) -> list[dict]:
     """After ``stt_stop``: every ``stt_final`` until the engine reports ``idle``.
 
     With ``stream_id``, the lines of other streams of the session (which every speaker's
@@ -99,5 +100,3 @@ async def start(communicator, sample_rate: int = 16000, connect: bool = True) ->
         assert connected
     await send_json(communicator, {"type": "stt_start", "language": "en", "sample_rate": sample_rate})
     return await receive_until(communicator, "stt_listening", timeout_s=180)
-
-
