@@ -11,6 +11,11 @@ Celery workers on the same database and file broker:
   server had not acknowledged, then the rest at real-time pace.
 * ``engine_kill``: in the middle of the speech the engine process serving the stream is
   SIGKILLed (the busiest of the engines that were there before the stream began); the stream goes on.
+* ``daphne_restart``: in the middle of the speech the daphne process is SIGKILLed with its engines
+  (a crash, or a container restarted) and started again on its port; the client reconnects every
+  0.5 s until it answers and asks to resume, which the new process cannot honour (``BAD_RESUME``:
+  held streams live in the old one's memory), so it sends its audio from its last ``stt_ack`` into
+  the fresh stream.
 * ``worker_kill``: dev clips joined into one file of at least ``--job-minutes`` (``bench/batch_bench.py``'s)
   uploaded as a batch job, once undisturbed (the baseline) and once with the worker SIGKILLed when the job has done
   ``--kill-at`` of its progress; a new worker is started at once (as a supervisor would).
@@ -21,15 +26,18 @@ Per fault (sums and medians over clips):
   sizes in ``GET /api/sessions/<id>/``), or, for a job, the file's length it did not transcribe;
 * ``words_lost``: reference words missing from the finals (the job's transcript) beyond those
   missing in the undisturbed run of the same clip (file), counted per clip at 0 or more;
+* ``audio_twice_s``: audio in the recording twice (a restart: what the dead process had stored
+  but not yet acknowledged is sent again);
 * ``recovery_s``: drop: from the reconnect to the first ``stt_ack`` that covers all the audio
-  captured until then (back online and caught up); engine: from the kill to the first message
-  of the fresh engine; worker: from the kill to the job running again on the new worker; also
+  captured until then (back online and caught up); restart: the same, from the kill; engine:
+  from the kill to the first message of the fresh engine; worker: from the kill to the job
+  running again on the new worker; also
   ``extra_s`` for the worker: how much later than the undisturbed job it was done;
 * ``wer`` of each run.
 
 Usage::
 
-    python bench/fault_bench.py [--limit 3] [--drop-s 5] [--json PATH]
+    python bench/fault_bench.py [--limit 3] [--drop-s 5] [--faults drop_resume,engine_kill,...] [--json PATH]
 """
 
 from __future__ import annotations
@@ -42,6 +50,7 @@ import os
 import signal
 import socket
 import struct
+import subprocess
 import sys
 import time
 import urllib.error
@@ -68,7 +77,46 @@ ENGINE_MESSAGES = {
     "stt_state", "stt_vad_start", "stt_vad_stop", "stt_recording_start", "stt_recording_stop",
     "stt_update", "stt_stabilized", "stt_final", "stt_revised",
 }  # fmt: skip
-LIVE_FAULTS = ("control", "drop_resume", "engine_kill")
+LIVE_FAULTS = ("control", "drop_resume", "engine_kill", "daphne_restart")
+RECONNECT_EVERY_S = 0.5  # the live page's first retry delay
+
+
+class Server:
+    """The spawned daphne; :meth:`restart` SIGKILLs it with its engines and starts it again on its port."""
+
+    def __init__(self, process, base_http: str, var_dir: Path) -> None:
+        self.process, self.base_http, self.var_dir = process, base_http, var_dir
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def restart(self) -> None:
+        tree = [psutil.Process(self.pid), *psutil.Process(self.pid).children(recursive=True)]
+        for process in tree:  # (a machine or container that dies takes the engines with it)
+            with contextlib.suppress(psutil.Error):
+                process.kill()
+        self.process.wait(timeout=30)
+        env = {
+            **os.environ,
+            "VAR_DIR": str(self.var_dir),
+            "DJANGO_SETTINGS_MODULE": "transcribe_site.settings",
+            "STT_MAX_STREAMS_PER_USER": "1",
+            "LOG_LEVEL": "WARNING",
+            "STT_WARM_ENGINES": "1",
+            "STT_MAX_STREAMS_PER_SERVER": "8",
+        }  # fmt: skip
+        # (as stream_bench.spawn_server(1, None) starts it)
+        env.pop("DATABASE_URL", None)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "daphne", "--application-close-timeout", "60", "-b", "127.0.0.1",
+             "-p", self.base_http.rsplit(":", 1)[1], "transcribe_site.asgi:application"],
+            cwd=ROOT, env=env, stdout=(self.var_dir / "daphne-restarted.log").open("ab"), stderr=subprocess.STDOUT,
+        )  # fmt: skip
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=60)
 
 
 @dataclass
@@ -81,7 +129,9 @@ class LiveRun:
     stream_id: str | None = None
     recovery_s: float | None = None
     audio_lost_s: float = 0.0
+    audio_twice_s: float = 0.0  # in the recording twice (after a restart: what the dead server had not acked)
     recorded_samples: int = 0
+    ack_base: int = 0  # samples of the clip before the stream that the acks count (a fresh stream after a restart)
 
     @property
     def text(self) -> str:
@@ -121,7 +171,7 @@ def _busiest(engines: list[psutil.Process], window_s: float = 0.5) -> psutil.Pro
     return max((e for e in engines if e.pid in used), key=lambda e: used[e.pid])
 
 
-async def live_run(base_http: str, token: str, clip: ClipPlan, fault: str, server_pid: int, drop_s: float) -> LiveRun:
+async def live_run(base_http: str, token: str, clip: ClipPlan, fault: str, server: Server, drop_s: float) -> LiveRun:
     """Stream one clip into a new session at real-time pace, with ``fault`` in the middle of its speech."""
     run = LiveRun(clip, fault)
     base_ws = base_http.replace("http", "ws", 1)
@@ -138,7 +188,7 @@ async def live_run(base_http: str, token: str, clip: ClipPlan, fault: str, serve
                 message = json.loads(raw)
                 kind = message["type"]
                 if kind == "stt_ack" and message.get("stream_id") == run.stream_id:
-                    run.acked = max(run.acked, message["samples"])
+                    run.acked = max(run.acked, run.ack_base + message["samples"])
                     if state["catch_up"] is not None and run.acked >= state["catch_up"] and run.recovery_s is None:
                         run.recovery_s = now - state["reconnected_at"]
                 elif kind == "stt_final":
@@ -170,7 +220,7 @@ async def live_run(base_http: str, token: str, clip: ClipPlan, fault: str, serve
             if reply["type"] == "stt_error":
                 run.errors.append(reply)
 
-    engines_before = _engine_processes(server_pid)  # (before the stream: not the spare it makes the pool load)
+    engines_before = _engine_processes(server.pid)  # (before the stream: not the spare it makes the pool load)
     ws = await _connect(base_ws, session["id"], token)
     run.stream_id = (await start(ws, None))["stream_id"]
     receiver = asyncio.create_task(receive(ws))
@@ -198,6 +248,26 @@ async def live_run(base_http: str, token: str, clip: ClipPlan, fault: str, serve
                 receiver = asyncio.create_task(receive(ws))
                 position = run.acked  # send again all the server did not acknowledge
                 continue
+            if fault == "daphne_restart":
+                await asyncio.to_thread(server.restart)
+                state["reconnected_at"] = restarted = time.monotonic()  # (recovery counts from the kill)
+                with contextlib.suppress(Exception):
+                    await receiver
+                while True:  # the page tries again until the new process answers
+                    try:
+                        ws = await _connect(base_ws, session["id"], token)
+                        break
+                    except (OSError, websockets.InvalidHandshake):
+                        if time.monotonic() - restarted > 120:
+                            raise
+                        await asyncio.sleep(RECONNECT_EVERY_S)
+                state["catch_up"] = min(int((time.monotonic() - began) * RATE), total)
+                listening = await start(ws, {"stream_id": run.stream_id, "samples": run.acked})
+                # (BAD_RESUME: the stream was in the dead process; a fresh one takes the audio from the last ack)
+                run.stream_id, run.ack_base = listening["stream_id"], run.acked
+                receiver = asyncio.create_task(receive(ws))
+                position = run.acked
+                continue
             if fault == "engine_kill":
                 engine = await asyncio.to_thread(_busiest, [e for e in engines_before if e.is_running()])
                 state["killed_at"] = time.monotonic()
@@ -222,6 +292,7 @@ async def live_run(base_http: str, token: str, clip: ClipPlan, fault: str, serve
                 break
         await asyncio.sleep(0.1)
     run.audio_lost_s = max(total - run.recorded_samples, 0) / RATE
+    run.audio_twice_s = max(run.recorded_samples - total, 0) / RATE
     return run
 
 
@@ -291,8 +362,15 @@ def _median(values: list[float]) -> float | None:
 
 def summarize(live: dict[str, list[LiveRun]], jobs: dict[str, JobRun], job_reference: str, job_length_s: float) -> dict:
     control = {run.clip.name: run for run in live["control"]}
-    summary: dict = {}
-    for fault in ("drop_resume", "engine_kill"):
+    summary: dict = {"per_clip": [
+        {
+            "clip": r.clip.name, "fault": r.fault, "audio_lost_s": r.audio_lost_s, "audio_twice_s": r.audio_twice_s,
+            "recovery_s": r.recovery_s, "deleted_words": deleted_words(r.clip.reference, r.text), "text": r.text,
+            "reference": r.clip.reference,
+        }
+        for runs in live.values() for r in runs
+    ]}  # fmt: skip
+    for fault in [f for f in live if f != "control"]:
         runs = live[fault]
         lost = [
             max(deleted_words(r.clip.reference, r.text) - deleted_words(r.clip.reference, control[r.clip.name].text), 0)
@@ -301,6 +379,7 @@ def summarize(live: dict[str, list[LiveRun]], jobs: dict[str, JobRun], job_refer
         summary[fault] = {
             "clips": len(runs),
             "audio_lost_s": round(sum(r.audio_lost_s for r in runs), 3),
+            "audio_twice_s": round(sum(r.audio_twice_s for r in runs), 3),
             "words_lost": sum(lost),
             "recovery_s_p50": _median([r.recovery_s for r in runs]),
             "recovery_s_max": max((r.recovery_s for r in runs if r.recovery_s is not None), default=None),
@@ -308,6 +387,8 @@ def summarize(live: dict[str, list[LiveRun]], jobs: dict[str, JobRun], job_refer
             "control_wer": word_error_rate([r.clip.reference for r in runs], [control[r.clip.name].text for r in runs]),
             "errors": [e.get("code") for r in runs for e in r.errors],
         }
+    if "worker_kill" not in jobs:
+        return summary
     killed, undisturbed = jobs["worker_kill"], jobs["control"]
     summary["worker_kill"] = {
         "audio_s": round(job_length_s, 1),
@@ -321,28 +402,23 @@ def summarize(live: dict[str, list[LiveRun]], jobs: dict[str, JobRun], job_refer
         "control_wer": word_error_rate([job_reference], [undisturbed.text]),
         "errors": killed.errors + undisturbed.errors,
     }
-    summary["per_clip"] = [
-        {
-            "clip": r.clip.name, "fault": r.fault, "audio_lost_s": r.audio_lost_s, "recovery_s": r.recovery_s,
-            "deleted_words": deleted_words(r.clip.reference, r.text), "text": r.text, "reference": r.clip.reference,
-        }
-        for runs in live.values() for r in runs
-    ]  # fmt: skip
     return summary
 
 
-async def run_live(base_http: str, token: str, clips: list[ClipPlan], server_pid: int, drop_s: float):
-    live: dict[str, list[LiveRun]] = {fault: [] for fault in LIVE_FAULTS}
+async def run_live(base_http: str, token: str, clips: list[ClipPlan], server: Server, drop_s: float,
+                   faults: tuple[str, ...]):  # fmt: skip
+    live: dict[str, list[LiveRun]] = {fault: [] for fault in faults}
     for clip in clips:
-        for fault in LIVE_FAULTS:
-            run = await live_run(base_http, token, clip, fault, server_pid, drop_s)
+        for fault in faults:
+            run = await live_run(base_http, token, clip, fault, server, drop_s)
             live[fault].append(run)
             print(
                 f"  {clip.name} {fault}: lost {run.audio_lost_s:.3f} s, recovery {run.recovery_s}, "
                 f"{len(run.finals)} finals, errors {[e.get('code') for e in run.errors]}",
                 flush=True,
             )
-            await asyncio.sleep(3.0)  # the pool replaces a killed engine before the next clip
+            # The pool replaces a killed engine (a restarted server loads its warm one) before the next run.
+            await asyncio.sleep(12.0 if fault == "daphne_restart" else 3.0)
     return live
 
 
@@ -354,8 +430,17 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--drop-s", type=float, default=5.0, help="how long the client stays offline")
     parser.add_argument("--job-minutes", type=float, default=2.0, help="length of the batch job's file")
     parser.add_argument("--kill-at", type=float, default=0.3, help="the job's progress when its worker is killed")
+    parser.add_argument(
+        "--faults", default="drop_resume,engine_kill,daphne_restart,worker_kill",
+        help="which faults, comma-separated (an undisturbed control run always comes with them)",
+    )  # fmt: skip
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
+    faults = [f.strip() for f in args.faults.split(",") if f.strip()]
+    unknown = set(faults) - {*LIVE_FAULTS, "worker_kill"} - {"control"}
+    if unknown:
+        raise SystemExit(f"unknown faults: {sorted(unknown)}")
+    live_faults = ("control", *[f for f in LIVE_FAULTS if f in faults and f != "control"])
     clips = [c for c in load_clips(args.manifest) if c.speech_end_s - c.onset_s >= args.min_speech_s]
     if args.limit:
         clips = clips[: args.limit]
@@ -364,7 +449,8 @@ def main(argv: list[str] | None = None) -> dict:
     queue = f"fault-bench-{uuid.uuid4().hex[:8]}"
     os.environ.update(BATCH_QUEUE=queue, STT_SESSION_AUTO_END_S="0")
     os.environ.pop("REDIS_URL", None)
-    server, base_http, tokens, var_dir = spawn_server(1, None)
+    process, base_http, tokens, var_dir = spawn_server(1, None)
+    server = Server(process, base_http, var_dir)
     workers = []
 
     def start_new_worker():
@@ -381,26 +467,29 @@ def main(argv: list[str] | None = None) -> dict:
     try:
         wait_for_server(base_http, tokens[0])
         time.sleep(10.0)  # the server's warm engine loads
-        live = asyncio.run(run_live(base_http, tokens[0], clips, server.pid, args.drop_s))
-        job_file = var_dir / "job.wav"
-        job_length_s, job_reference = build_long_wav(job_file, args.job_minutes)
-        worker = start_new_worker()
+        live = asyncio.run(run_live(base_http, tokens[0], clips, server, args.drop_s, live_faults))
         jobs: dict[str, JobRun] = {}
-        jobs["control"], worker = job_run(base_http, tokens[0], job_file, 0.0, start_new_worker, worker)
-        jobs["worker_kill"], worker = job_run(base_http, tokens[0], job_file, args.kill_at, start_new_worker, worker)
-        print(f"  worker_kill: recovery {jobs['worker_kill'].recovery_s}, {jobs['worker_kill'].status}", flush=True)
+        job_length_s, job_reference = 0.0, ""
+        if "worker_kill" in faults:
+            job_file = var_dir / "job.wav"
+            job_length_s, job_reference = build_long_wav(job_file, args.job_minutes)
+            worker = start_new_worker()
+            jobs["control"], worker = job_run(base_http, tokens[0], job_file, 0.0, start_new_worker, worker)
+            jobs["worker_kill"], worker = job_run(
+                base_http, tokens[0], job_file, args.kill_at, start_new_worker, worker
+            )
+            print(f"  worker_kill: recovery {jobs['worker_kill'].recovery_s}, {jobs['worker_kill'].status}", flush=True)
     except urllib.error.HTTPError as exc:
         raise SystemExit(f"API error {exc.code}: {exc.read()[:500]!r}") from exc
     finally:
-        server.terminate()
-        server.wait(timeout=60)
+        server.stop()
         for worker in workers:
             worker.stop()
     summary = summarize(live, jobs, job_reference, job_length_s)
     summary["options"] = {"clips": len(clips), "drop_s": args.drop_s, "job_minutes": args.job_minutes,
-                          "kill_at": args.kill_at}  # fmt: skip
+                          "kill_at": args.kill_at, "faults": faults}  # fmt: skip
     print(f"{'fault':14s} {'audio lost s':>12s} {'words lost':>10s} {'recovery s':>10s} {'wer':>6s} {'ctrl wer':>8s}")
-    for fault in ("drop_resume", "engine_kill", "worker_kill"):
+    for fault in [f for f in (*LIVE_FAULTS, "worker_kill") if f in summary]:
         row = summary[fault]
         recovery = row.get("recovery_s_p50", row.get("recovery_s"))
         print(
