@@ -32,12 +32,29 @@ def do_save_final(
     ``clock_offset_s`` moves the engine's stream times onto the speaker's recording clock
     (the recording already held that much audio when this stream began).
     The session row is locked so that concurrent speakers get distinct, gap-free orders.
-    ``spoken_at`` is now less the stream time since the utterance began (``at - start``).
+    ``spoken_at`` is now less the stream time since the utterance began (``at - start``), and
+    not before the latest ``spoken_at`` of the stream's utterances that began before it.
     """
     TranscriptionSession.objects.select_for_update().filter(pk=session_id).first()
     last = Utterance.objects.filter(session_id=session_id).aggregate(last=Max("sequence"))["last"] or 0
     timed = _on_recording_clock(final, clock_offset_s)
     ago = max(0.0, float(final.get("at", final.get("end", 0.0))) - float(final.get("start", 0.0)))
+    spoken_at = timezone.now() - dt.timedelta(seconds=ago)
+    if stream_id:
+        # ``spoken_at`` carries the engine's lag at this final (seconds while it catches up on a
+        # busy machine): never before an earlier utterance of the same stream, so the transcript
+        # (ordered by spoken_at) keeps the order it was said in.
+        earlier = (
+            Utterance.objects.filter(
+                session_id=session_id, speaker_id=speaker_id, stream_id=stream_id, start_s__lte=timed["start"]
+            )
+            .exclude(spoken_at=None)
+            .order_by("-spoken_at")
+            .values_list("spoken_at", flat=True)
+            .first()
+        )
+        if earlier is not None and earlier > spoken_at:
+            spoken_at = earlier
     return Utterance.objects.create(
         session_id=session_id,
         speaker_id=speaker_id,
@@ -51,7 +68,7 @@ def do_save_final(
         model_name=final.get("model") or "",
         source=Utterance.Source.LIVE,
         stream_id=stream_id,
-        spoken_at=timezone.now() - dt.timedelta(seconds=ago),
+        spoken_at=spoken_at,
     )
 
 

@@ -80,8 +80,8 @@ def _spoken_at(anchors: Sequence[Utterance], start: float) -> dt.datetime | None
     return anchor.spoken_at + dt.timedelta(seconds=start - anchor.start_s)
 
 
-def _in_spoken_order(times: list[dt.datetime | None]) -> list[dt.datetime | None]:
-    """``times`` (of segments in recording order) made non-decreasing.
+def _in_spoken_order(times: list[dt.datetime | None], latest: dt.datetime | None = None) -> list[dt.datetime | None]:
+    """``times`` (of segments in recording order) made non-decreasing, and not before ``latest``.
 
     A live final's ``spoken_at`` is when it arrived less its stream time, so it carries that
     moment's engine lag (up to seconds while the engine catches up); segments anchored on
@@ -89,7 +89,6 @@ def _in_spoken_order(times: list[dt.datetime | None]) -> list[dt.datetime | None
     (seen: a 160 s monologue's post-session version read out of order).
     """
     ordered: list[dt.datetime | None] = []
-    latest: dt.datetime | None = None
     for moment in times:
         if moment is not None and latest is not None and moment < latest:
             moment = latest
@@ -136,7 +135,17 @@ def do_apply_version(
     if not replaceable or not kept:
         return AppliedVersion([], [])
     last = Utterance.objects.filter(session_id=session_id).aggregate(last=Max("sequence"))["last"] or 0
-    spoken = _in_spoken_order([_spoken_at(old, round(float(segment["start"]), 3)) for segment in kept])
+    first_start = round(float(kept[0]["start"]), 3)
+    before = (  # the speaker's current rows said before this version, which it must not precede
+        Utterance.objects.filter(session_id=session_id, speaker_id=speaker_id, superseded_by__isnull=True)
+        .exclude(pk__in=[u.pk for u in replaceable])
+        .exclude(spoken_at=None)
+        .filter(start_s__lt=first_start)
+        .order_by("-spoken_at")
+        .values_list("spoken_at", flat=True)
+        .first()
+    )
+    spoken = _in_spoken_order([_spoken_at(old, round(float(segment["start"]), 3)) for segment in kept], before)
     created = []
     for offset, segment in enumerate(kept, start=1):
         start = round(float(segment["start"]), 3)

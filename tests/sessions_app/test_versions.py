@@ -118,3 +118,22 @@ def test_a_version_reads_in_recording_order_whatever_lag_its_anchors_had(make_se
     # Anchored on its nearest final, "four, five," (at 4 s, on the lagging one) would say 9 s and
     # "six, seven." (at 7 s, on the other) 7 s: before it.
     assert [u.text for u in _current(session)] == [v["text"] for v in version]
+
+
+def test_a_final_that_arrives_with_less_lag_stays_after_the_one_before_it(make_session, user):
+    """The first final came 6 s behind its audio (a busy engine), the next on time: said in that order."""
+    session = make_session(user)
+    first = do_save_final(session.id, user.pk, _final("ask not", 0.0, 1.0, at=1.6), 0.0, "s1")
+    Utterance.objects.filter(pk=first.pk).update(spoken_at=first.spoken_at + dt.timedelta(seconds=6))
+    do_save_final(session.id, user.pk, _final("what your country", 2.0, 3.0, at=3.6), 0.0, "s1")
+    assert [u.text for u in _current(session)] == ["ask not", "what your country"]
+
+
+def test_a_refined_turn_stays_after_the_turn_before_it_whose_final_lagged(make_session, user):
+    session = make_session(user)
+    earlier = do_save_final(session.id, user.pk, _final("and so my fellow americans", 0.0, 2.0), 0.0, "s1")
+    Utterance.objects.filter(pk=earlier.pk).update(spoken_at=earlier.spoken_at + dt.timedelta(seconds=8))
+    later = do_save_final(session.id, user.pk, _final("ask not", 3.0, 4.0, at=4.5), 0.0, "s1")
+    Utterance.objects.filter(pk=later.pk).update(spoken_at=earlier.spoken_at + dt.timedelta(seconds=3))
+    do_apply_version(session.id, user.pk, [later.pk], [_final("Ask not.", 3.0, 4.0)], REFINED, "s1")
+    assert [u.text for u in _current(session)] == ["and so my fellow americans", "Ask not."]

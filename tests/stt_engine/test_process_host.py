@@ -42,7 +42,9 @@ def _stream_clip_and_stop(proc: EngineProcess, name: str = "ls_dev-clean_2412-15
 
 @pytest.fixture(scope="module")
 def pool():
-    with EnginePool(CHILD_CONFIG, size=1) as pool:
+    # A released child answers its reset after the decode it is doing (a stopped stream's last
+    # final and refinement): ample time, so that a busy machine does not make it a new process.
+    with EnginePool(CHILD_CONFIG, size=1, reset_timeout=120.0) as pool:
         yield pool
 
 
