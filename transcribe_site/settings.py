@@ -236,6 +236,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Jobs and sessions both have a "status" with choices of their own: each gets its name.
+    "ENUM_NAME_OVERRIDES": {
+        "JobStatusEnum": "sessions_app.models.BatchJob.Status",
+        "SessionStatusEnum": "sessions_app.models.TranscriptionSession.Status",
+    },
 }
 
 # Speech engine (turned into stt_engine.EngineConfig by sessions_app.engine_config).
