@@ -211,10 +211,11 @@ def test_the_transcript_page_shows_the_refining_progress_then_the_final_transcri
         page = context.new_page()
         sign_in(page, site, "alice")
         page.goto(f"{site.url}/sessions/{session.pk}/transcript/")
-        expect(page.locator("#refine-status")).to_have_text("Refining the transcript… 40%")
+        # (waits of 30 s: the page polls every 3 s, and on a busy machine its script and each poll are slow)
+        expect(page.locator("#refine-status")).to_have_text("Refining the transcript… 40%", timeout=30_000)
         expect(page.locator(f'#utterances [data-utterance-id="{live.pk}"]')).to_have_count(1)
         TranscriptionSession.objects.filter(pk=session.pk).update(refine_progress=70)
-        expect(page.locator("#refine-status")).to_have_text("Refining the transcript… 70%", timeout=10_000)
+        expect(page.locator("#refine-status")).to_have_text("Refining the transcript… 70%", timeout=30_000)
         screenshot(page, "transcript-refining")
 
         archive = Utterance.objects.create(
@@ -224,9 +225,9 @@ def test_the_transcript_page_shows_the_refining_progress_then_the_final_transcri
         Utterance.objects.filter(pk=live.pk).update(superseded_by=archive)
         TranscriptionSession.objects.filter(pk=session.pk).update(transcript_state="final", refine_progress=100)
         expect(page.locator(f'#utterances [data-utterance-id="{archive.pk}"] .text')).to_have_text(
-            "Hello world.", timeout=10_000
+            "Hello world.", timeout=30_000
         )
         expect(page.locator(f'#utterances [data-utterance-id="{live.pk}"]')).to_have_count(0)
-        expect(page.locator("#refine-status")).to_be_hidden()
+        expect(page.locator("#refine-status")).to_be_hidden(timeout=30_000)
     finally:
         context.close()
