@@ -48,6 +48,10 @@ class TranscriptionSession(models.Model):
     refined_at = models.DateTimeField(null=True, blank=True, help_text="When the post-session pass finished.")
     streams_open = models.PositiveIntegerField(default=0, help_text="Live streams not yet finished (all servers).")
     last_stream_at = models.DateTimeField(null=True, blank=True, help_text="When a stream last started or ended.")
+    room_microphone = models.BooleanField(
+        default=False,
+        help_text="One microphone for several people: streams are diarized and lines carry speaker labels (S1, S2, ...).",
+    )
 
     class Meta:
         ordering = ["-created_at"]
@@ -190,6 +194,9 @@ class Utterance(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     source = models.CharField(max_length=10, choices=Source.choices, default=Source.LIVE)
     stream_id = models.CharField(max_length=32, blank=True, help_text="The connection that streamed it.")
+    speaker_label = models.CharField(
+        max_length=16, blank=True, help_text="Who spoke on a room microphone (S1, S2, ...); empty when not diarized."
+    )
     spoken_at = models.DateTimeField(
         null=True, blank=True, help_text="Wall-clock time its speech began; orders speakers against each other."
     )
@@ -246,6 +253,30 @@ class Utterance(models.Model):
         self.save(update_fields=["corrected_text", "corrected_by", "corrected_at"])
 
 
+class SpeakerLabelName(models.Model):
+    """What a session calls one diarized voice of one stream speaker's room microphone.
+
+    Without a row (or with an empty ``display_name``) the label ``S<n>`` reads "Speaker <n>";
+    ``colour`` is the label's colour in the session's palette.
+    """
+
+    session = models.ForeignKey(TranscriptionSession, on_delete=models.CASCADE, related_name="speaker_label_names")
+    speaker = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    label = models.CharField(max_length=16)
+    display_name = models.CharField(max_length=80, blank=True)
+    colour = models.PositiveSmallIntegerField(
+        null=True, blank=True, help_text=f"Index in the session's palette of {SPEAKER_COLOURS} speaker colours."
+    )
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["session", "speaker", "label"], name="one_name_per_speaker_label")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.label} of {self.speaker} in {self.session}: {self.display_name or '-'}"
+
+
 def recording_path(instance: AudioRecording, filename: str) -> str:
     return f"recordings/{instance.session_id}/{filename}"
 
@@ -294,10 +325,11 @@ class BatchJob(models.Model):
     model_name = models.CharField(max_length=100, blank=True)
     prompt = models.TextField(blank=True, help_text="Text that comes before the audio (names, spellings).")
     temperature = models.FloatField(default=0.0, help_text="First decoding temperature, 0 to 1.")
+    diarize = models.BooleanField(default=False, help_text="Label each segment with its speaker (S1, S2, ...).")
     audio_duration_s = models.FloatField(null=True, blank=True)
     error_code = models.CharField(max_length=40, blank=True)
     error_message = models.TextField(blank=True)
-    segments = models.JSONField(default=list, blank=True, help_text="[{start, end, text, words}]")
+    segments = models.JSONField(default=list, blank=True, help_text="[{start, end, text, words, speaker_label?}]")
     corrected_text = models.TextField(blank=True, help_text="A reviewer's correction; the segments stay.")
     task_id = models.CharField(max_length=255, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
