@@ -1,0 +1,118 @@
+"""Diarized voices of a room microphone (labels S1, S2, ...): named "Speaker N" until the session's
+owner renames them, coloured apart from each other and from the account, told to open pages."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from django.utils import timezone
+
+from sessions_app.actions import do_add_member
+from sessions_app.models import SPEAKER_COLOURS, SessionMember, SpeakerLabelName, Utterance
+from sessions_app.speakers import (
+    label_display_name,
+    label_names,
+    line_namer,
+    line_speaker,
+    speakers_message,
+)
+
+
+@pytest.fixture
+def room(db, user, make_user, make_session):
+    """alice's session: her room microphone heard two voices (S1, S2); bob, a speaker, spoke alone."""
+    bob = make_user("bob")
+    session = make_session(user, "Board meeting", "en")
+    do_add_member(session, "bob", "speaker")
+    t0 = timezone.now().replace(microsecond=0)
+    rows = [
+        (user, "S1", "Welcome to the board meeting"),
+        (user, "S2", "Thanks, the numbers are in"),
+        (user, "S1", "Let us begin"),
+        (bob, "", "I joined from home"),
+    ]
+    for sequence, (who, label, text) in enumerate(rows, start=1):
+        Utterance.objects.create(
+            session=session, speaker=who, speaker_label=label, sequence=sequence, start_s=2.0 * sequence,
+            end_s=2.0 * sequence + 1.5, text=text, spoken_at=t0 + dt.timedelta(seconds=2 * sequence),
+        )  # fmt: skip
+    return session, bob
+
+
+def _colour(session, user) -> int:
+    return SessionMember.objects.get(session=session, user=user).colour
+
+
+@pytest.mark.parametrize(
+    ("label", "name"), [("S1", "Speaker 1"), ("S3", "Speaker 3"), ("S12", "Speaker 12"), ("guest", "guest")]
+)
+def test_a_label_reads_as_speaker_n(label, name):
+    assert label_display_name(label) == name
+
+
+def test_every_label_a_session_spoke_with_is_named_speaker_n_in_colours_of_its_own(room, user):
+    session, _bob = room
+    names = label_names(session.pk)
+    assert list(names) == [(user.pk, "S1"), (user.pk, "S2")]
+    one, two = names[(user.pk, "S1")], names[(user.pk, "S2")]
+    assert (one.name, two.name) == ("Speaker 1", "Speaker 2")
+    assert (one.label, one.username, one.speaker_id) == ("S1", "alice", user.pk)
+    account = _colour(session, user)
+    assert one.colour == (account + 1) % SPEAKER_COLOURS
+    assert two.colour == (account + 2) % SPEAKER_COLOURS
+    assert len({one.colour, two.colour, account}) == 3
+
+
+def test_a_named_label_keeps_its_name_and_colour_and_one_not_yet_heard_is_listed(room, user):
+    session, _bob = room
+    SpeakerLabelName.objects.create(session=session, speaker=user, label="S2", display_name="Carol", colour=6)
+    SpeakerLabelName.objects.create(session=session, speaker=user, label="S3", display_name="Dave")
+    names = label_names(session.pk)
+    assert [key[1] for key in names] == ["S1", "S2", "S3"]
+    assert (names[(user.pk, "S2")].name, names[(user.pk, "S2")].colour) == ("Carol", 6)
+    assert names[(user.pk, "S3")].name == "Dave"
+    assert names[(user.pk, "S3")].display_name == "Dave"
+    assert names[(user.pk, "S3")].colour == (_colour(session, user) + 3) % SPEAKER_COLOURS
+
+
+def test_an_empty_name_reads_as_speaker_n_again(room, user):
+    session, _bob = room
+    SpeakerLabelName.objects.create(session=session, speaker=user, label="S2", display_name="")
+    assert label_names(session.pk)[(user.pk, "S2")].name == "Speaker 2"
+
+
+def test_a_line_is_named_by_its_label_when_it_has_one_else_by_its_account(room, user):
+    session, bob = room
+    SessionMember.objects.filter(session=session, user=bob).update(display_name="Robert")
+    lines = list(Utterance.objects.filter(session=session).order_by("sequence"))
+    name = line_namer(session.pk)
+    assert [name(line).name for line in lines] == ["Speaker 1", "Speaker 2", "Speaker 1", "Robert"]
+    assert name(lines[3]).colour == _colour(session, bob)
+    assert name(lines[3]).label == ""
+    assert line_speaker(session.pk, lines[1]) == name(lines[1])
+    # A live message's utterance (a dict) with a label never seen before is "Speaker N" too.
+    unheard = line_speaker(session.pk, {"speaker_id": user.pk, "speaker_label": "S4"})
+    assert (unheard.name, unheard.colour) == ("Speaker 4", (_colour(session, user) + 4) % SPEAKER_COLOURS)
+
+
+def test_a_session_without_labels_has_none_and_its_lines_keep_their_accounts(db, user, make_session):
+    session = make_session(user)
+    Utterance.objects.create(session=session, speaker=user, sequence=1, start_s=0, end_s=1, text="Hello")
+    assert label_names(session.pk) == {}
+    assert line_speaker(session.pk, Utterance.objects.get(session=session)).name == "alice"
+    assert speakers_message(session.pk)["labels"] == []
+
+
+def test_stt_speakers_lists_every_label_with_its_name_and_colour(room, user):
+    session, _bob = room
+    SpeakerLabelName.objects.create(session=session, speaker=user, label="S2", display_name="Carol")
+    message = speakers_message(session.pk)
+    account = _colour(session, user)
+    assert message["labels"] == [
+        {"speaker_id": user.pk, "speaker": "alice", "label": "S1", "name": "Speaker 1", "display_name": "",
+         "colour": (account + 1) % SPEAKER_COLOURS},
+        {"speaker_id": user.pk, "speaker": "alice", "label": "S2", "name": "Carol", "display_name": "Carol",
+         "colour": (account + 2) % SPEAKER_COLOURS},
+    ]  # fmt: skip
+    assert [s["speaker"] for s in message["speakers"]] == ["alice", "bob"]
