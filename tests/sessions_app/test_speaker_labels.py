@@ -6,11 +6,16 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
 from django.utils import timezone
+from rest_framework.test import APIClient
 
 from sessions_app.actions import do_add_member
+from sessions_app.live_stream import session_group
 from sessions_app.models import SPEAKER_COLOURS, SessionMember, SpeakerLabelName, Utterance
 from sessions_app.speakers import (
+    do_rename_label,
     label_display_name,
     label_names,
     line_namer,
@@ -116,3 +121,86 @@ def test_stt_speakers_lists_every_label_with_its_name_and_colour(room, user):
          "colour": (account + 2) % SPEAKER_COLOURS},
     ]  # fmt: skip
     assert [s["speaker"] for s in message["speakers"]] == ["alice", "bob"]
+
+
+def _client(user) -> APIClient:
+    client = APIClient()
+    client.force_authenticate(user)
+    return client
+
+
+def _rename_label(client: APIClient, session, body):
+    return client.patch(f"/api/sessions/{session.pk}/speaker-labels/", body, format="json")
+
+
+def test_the_owner_names_a_label_and_an_empty_name_gives_back_speaker_n(room, user, make_user):
+    session, bob = room
+    owner = _client(user)
+    response = _rename_label(owner, session, {"speaker_id": user.pk, "label": "S2", "display_name": "  Carol  Jones "})
+    assert response.status_code == 200, response.content
+    colour = (_colour(session, user) + 2) % SPEAKER_COLOURS
+    assert response.json() == {
+        "speaker_id": user.pk, "speaker": "alice", "label": "S2", "name": "Carol Jones", "display_name": "Carol Jones",
+        "colour": colour,
+    }  # fmt: skip
+    row = SpeakerLabelName.objects.get(session=session, speaker=user, label="S2")
+    assert row.display_name == "Carol Jones"
+    # A second rename updates the same row; a label not heard yet may be named before it speaks.
+    again = _rename_label(owner, session, {"speaker_id": user.pk, "label": "S2", "display_name": "Carol"})
+    assert again.json()["name"] == "Carol"
+    early = _rename_label(owner, session, {"speaker_id": bob.pk, "label": "S1", "display_name": "Eve"})
+    assert early.status_code == 200
+    assert SpeakerLabelName.objects.filter(session=session).count() == 2
+
+    listed = _client(bob).get(f"/api/sessions/{session.pk}/speaker-labels/").json()
+    assert [(s["speaker"], s["label"], s["name"]) for s in listed] == [
+        ("alice", "S1", "Speaker 1"), ("alice", "S2", "Carol"), ("bob", "S1", "Eve")
+    ]  # fmt: skip
+
+    response = _rename_label(owner, session, {"speaker_id": user.pk, "label": "S2", "display_name": ""})
+    assert (response.status_code, response.json()["name"], response.json()["display_name"]) == (200, "Speaker 2", "")
+
+
+def test_only_the_owner_names_labels_and_bad_requests_get_coded_errors(room, user, other_user):
+    session, bob = room
+    body = {"speaker_id": user.pk, "label": "S2", "display_name": "Carol"}
+    response = _rename_label(_client(bob), session, body)
+    assert response.status_code == 403 and response.json()["code"] == "FORBIDDEN"
+    response = _rename_label(_client(other_user), session, body)
+    assert response.status_code == 404 and response.json()["code"] == "NOT_FOUND"
+    assert _client(other_user).get(f"/api/sessions/{session.pk}/speaker-labels/").status_code == 404
+    response = APIClient().patch(f"/api/sessions/{session.pk}/speaker-labels/", body, format="json")
+    assert response.status_code in (401, 403) and response.json()["code"] == "NOT_AUTHENTICATED"
+
+    owner = _client(user)
+    for bad in ("x" * 81, "Car\u0000ol", "Car\u200bol", 7):
+        response = _rename_label(owner, session, {**body, "display_name": bad})
+        assert response.status_code == 400 and response.json()["code"] == "BAD_DISPLAY_NAME", bad
+    for bad in ("", "S0", "Speaker 2", "s2", "S" + "9" * 20, 2):
+        response = _rename_label(owner, session, {**body, "label": bad})
+        assert response.status_code == 400 and response.json()["code"] == "BAD_LABEL", bad
+    for bad in ({}, {"label": "S2", "display_name": "x"}, {**body, "speaker_id": "1"}, {**body, "speaker_id": True}):
+        response = _rename_label(owner, session, bad)
+        assert response.status_code == 400 and response.json()["code"] == "BAD_REQUEST", bad
+    for unknown in (other_user.pk, 2**70, -1):
+        response = _rename_label(owner, session, {**body, "speaker_id": unknown})
+        assert response.status_code == 404 and response.json()["code"] == "NOT_FOUND", unknown
+    assert not SpeakerLabelName.objects.filter(session=session).exists()
+
+
+def test_a_label_rename_tells_open_pages_after_the_commit(room, user, django_capture_on_commit_callbacks):
+    session, _bob = room
+    layer = get_channel_layer()
+    channel = async_to_sync(layer.new_channel)()
+    async_to_sync(layer.group_add)(session_group(session.pk), channel)
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        do_rename_label(session, user.pk, "S2", "Carol")
+    assert len(callbacks) == 1  # (nothing is sent before the commit)
+    callbacks[0]()
+    event = async_to_sync(layer.receive)(channel)
+    assert event["type"] == "speakers.changed"
+    labels = {(entry["label"], entry["name"]) for entry in event["message"]["labels"]}
+    assert labels == {("S1", "Speaker 1"), ("S2", "Carol")}
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        do_rename_label(session, user.pk, "S2", "Carol")
+    assert callbacks == []  # (the same name again changes nothing, tells nobody)
