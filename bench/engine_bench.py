@@ -48,7 +48,7 @@ from whisper_normalizer.english import EnglishTextNormalizer
 from stt_engine import EngineConfig, StreamingSession, events, load_models
 from stt_engine.model_files import resolve_model_path
 
-__all__ = ["ClipResult", "main", "paired_bootstrap_ci", "run_clip"]
+__all__ = ["ClipResult", "current_finals", "main", "paired_bootstrap_ci", "refined_text", "run_clip"]
 
 SR = 16000
 LEAD_S = 0.5
@@ -148,17 +148,22 @@ def run_clip(
     return shown, time.process_time() - cpu0
 
 
-def refined_text(shown: list[tuple[float, events.Event]]) -> str:
-    """The transcript after every final and revision: a revision replaces its finals in place."""
-    lines: list[tuple[int, str]] = []
+def current_finals(shown: list[tuple[float, events.Event]]) -> list[events.Final]:
+    """The transcript's lines after every final and revision: a revision replaces its finals in place."""
+    lines: list[events.Final] = []
     for _, e in shown:
         if isinstance(e, events.Final):
-            lines.append((e.utterance_index, e.text))
+            lines.append(e)
         elif isinstance(e, events.Revised):
-            at = min((i for i, (index, _) in enumerate(lines) if index in e.replaces), default=len(lines))
-            lines = [line for line in lines if line[0] not in e.replaces]
-            lines[at:at] = [(u.utterance_index, u.text) for u in e.utterances]
-    return " ".join(text for _, text in lines)
+            at = min((i for i, line in enumerate(lines) if line.utterance_index in e.replaces), default=len(lines))
+            lines = [line for line in lines if line.utterance_index not in e.replaces]
+            lines[at:at] = e.utterances
+    return lines
+
+
+def refined_text(shown: list[tuple[float, events.Event]]) -> str:
+    """The transcript after every final and revision (see :func:`current_finals`)."""
+    return " ".join(line.text for line in current_finals(shown))
 
 
 def paired_bootstrap_ci(
