@@ -302,12 +302,16 @@ class StreamingSession:
         return bool(self._ended_turns)
 
     def refine(self, force: bool = False) -> list[ev.Event]:
-        """Decode the turns that ended again, each as one window with the previous turn as prompt.
+        """Decode the oldest turn that ended again, as one window with the previous turn as prompt.
 
         Optional work: unless ``force``, nothing runs while the speaker is talking, while the
         session is behind real time, while other streams sharing the decode load are talking
         (``refine_yield_s``), or while it has no room for a final (the turn waits for the next
-        call).
+        call). One turn a call, unless ``force`` (the stop refines all that wait): the host
+        looks at its commands between calls, so audio that came during a decode is heard, and
+        a final it closes is decoded, before the next turn. (A 158 s monologue leaves several
+        turns waiting while other streams talk; refined back to back they held the next
+        utterance's final 15 s.)
 
         Returns:
             A ``Revised`` per refined turn whose decode said anything (possibly empty).
@@ -320,6 +324,8 @@ class StreamingSession:
             revised = self._refine_turn(self._ended_turns.popleft())
             if revised is not None:
                 out.append(revised)
+            if not force:
+                break
         return out
 
     # -- internals ------------------------------------------------------------------

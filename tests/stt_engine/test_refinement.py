@@ -72,6 +72,37 @@ def test_refinement_waits_while_the_cores_are_full(engine_config, engine_models)
     assert not revisions(evs + session.stop())  # refined once, not again at the stop
 
 
+def test_turns_that_waited_are_refined_one_a_call_so_new_audio_is_heard_between(engine_config, engine_models):
+    # Two turns end while the cores are full (another stream's final): both wait. The host then
+    # gets one turn a call, and looks at its commands (audio that came meanwhile) between calls.
+    first, second = dev_clip("jfk"), dev_clip("librivox_sense_and_sensibility_01_0870")
+    pcm = np.concatenate([read_pcm(first.path, tail_s=6.0), read_pcm(second.path, tail_s=3.0)])
+    load = SharedDecodeLoad(capacity=2)
+    config = replace(engine_config, refine_yield_s=0.0)
+    session = StreamingSession(config, language="en", models=engine_models, load=load.claim())
+    with load.decoding(2):
+        evs = stream(session, pcm, stop=False)
+        assert session.refine() == []
+    assert len(finals(evs)) >= 2 and session.refinement_waiting
+    one = session.refine()
+    assert len(one) == 1 and session.refinement_waiting, "the second turn waits for the next call"
+    two = session.refine()
+    assert len(two) == 1 and not session.refinement_waiting
+    assert not set(one[0].replaces) & set(two[0].replaces)
+
+
+def test_the_stop_refines_every_turn_that_waits(engine_config, engine_models):
+    first, second = dev_clip("jfk"), dev_clip("librivox_sense_and_sensibility_01_0870")
+    pcm = np.concatenate([read_pcm(first.path, tail_s=6.0), read_pcm(second.path, tail_s=3.0)])
+    load = SharedDecodeLoad(capacity=2)
+    session = StreamingSession(replace(engine_config, refine_yield_s=0.0), language="en", models=engine_models,
+                               load=load.claim())
+    with load.decoding(2):
+        evs = stream(session, pcm, stop=False)
+    assert session.refinement_waiting
+    assert len(revisions(session.stop())) == 2
+
+
 def test_refinement_yields_to_other_streams_that_are_talking(engine_config, engine_models):
     clip = dev_clip("jfk")
     load = SharedDecodeLoad(capacity=64)  # room for anything: only the others' talking counts
