@@ -51,8 +51,10 @@ def test_a_pause_ends_the_turn_and_its_revision_comes_while_the_stream_goes_on(m
     assert len(both) == 2
     # The second turn began soon after the first (refine_join_s): it is decoded together with it,
     # so its revision replaces the first revision too.
-    assert both[1].replaces == [both[0].utterances[0].utterance_index, *(f.utterance_index for f in finals(evs)
-                                                                          if f.utterance_index not in both[0].replaces)]
+    assert both[1].replaces == [
+        both[0].utterances[0].utterance_index,
+        *(f.utterance_index for f in finals(evs) if f.utterance_index not in both[0].replaces),
+    ]
     assert word_error_rate([first.text + " " + second.text], [current_text(evs)]) <= 0.08
 
 
@@ -95,10 +97,11 @@ def test_the_stop_refines_every_turn_that_waits(engine_config, engine_models):
     first, second = dev_clip("jfk"), dev_clip("librivox_sense_and_sensibility_01_0870")
     pcm = np.concatenate([read_pcm(first.path, tail_s=6.0), read_pcm(second.path, tail_s=3.0)])
     load = SharedDecodeLoad(capacity=2)
-    session = StreamingSession(replace(engine_config, refine_yield_s=0.0), language="en", models=engine_models,
-                               load=load.claim())
+    session = StreamingSession(
+        replace(engine_config, refine_yield_s=0.0), language="en", models=engine_models, load=load.claim()
+    )
     with load.decoding(2):
-        evs = stream(session, pcm, stop=False)
+        stream(session, pcm, stop=False)
     assert session.refinement_waiting
     assert len(revisions(session.stop())) == 2
 
