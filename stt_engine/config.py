@@ -10,9 +10,11 @@ ENGINE_SAMPLE_RATE = 16000
 """The rate every model in the engine runs at; input is resampled to it."""
 
 
-PER_STREAM_SETTINGS = frozenset({"post_speech_silence_s", "pre_recording_buffer_s", "silero_sensitivity"})
+PER_STREAM_SETTINGS = frozenset({"diarize", "post_speech_silence_s", "pre_recording_buffer_s", "silero_sensitivity"})
 """Settings a stream may set for itself (``EngineProcess.start_stream(overrides=...)``): how its
-speaker's utterances are cut. Everything else is the server's (models, threads, load)."""
+speaker's utterances are cut, and whether they are diarized (a room microphone). Everything else
+is the server's (models, threads, load)."""
+
 
 @dataclass
 class EngineConfig:
@@ -84,6 +86,19 @@ class EngineConfig:
         waits; at the stop, turns that would have to wait are given up to the later pass over the
         recording. 0 turns that off (on 2 cores with four streams talking at once, refining beside
         them raised the live finals' p95 from 1.1 s to 2.0 s).
+    Diarization
+        With ``diarize`` (a room microphone: several people, one stream), every final's audio is
+        given to a :class:`~stt_engine.diarizer.Diarizer` (resemblyzer's voice encoder, loaded
+        once per process, on first use) and each final carries a ``speaker_label`` ("S1", "S2"...
+        in order of first appearance, stable for the stream); a final in which the speaker
+        changes is emitted as several finals, split between words. Embeddings are taken over
+        1.6 s windows every ``diarize_step_s``; a span is split where the windows before and after
+        a point are less similar (cosine) than ``diarize_split_threshold``, into pieces of at least
+        ``diarize_min_piece_s``; a piece is the speaker whose centroid is at least
+        ``diarize_threshold`` similar, otherwise a new speaker if it lasts ``diarize_min_speaker_s``
+        (shorter ones follow the speaker before them); two speakers whose centroids reach
+        ``diarize_merge_threshold`` become one. A label change also ends the refinement turn.
+        ``diarize_weights`` is the encoder's checkpoint ("" for the one in the resemblyzer wheel).
     Hallucination guards
         A segment is dropped when ``no_speech_prob > no_speech_threshold`` and
         ``avg_logprob < log_prob_threshold``, or when ``avg_logprob < min_avg_logprob``.
@@ -140,6 +155,15 @@ class EngineConfig:
     refine_tail_s: float = 0.0
     refine_yield_s: float = 2.0
 
+    diarize: bool = False
+    diarize_threshold: float = 0.75
+    diarize_split_threshold: float = 0.7
+    diarize_min_speaker_s: float = 2.0
+    diarize_min_piece_s: float = 1.0
+    diarize_merge_threshold: float = 0.9
+    diarize_step_s: float = 0.4
+    diarize_weights: str = ""
+
     no_speech_threshold: float = 0.6
     log_prob_threshold: float = -1.0
     min_avg_logprob: float = -1.6
@@ -184,8 +208,7 @@ class EngineConfig:
                 "speculative_final_after_s must be >= 0 and below post_speech_silence_s",
             ),
             (
-                0.0 <= self.final_tail_s <= self.speculative_final_after_s
-                or not self.speculative_final,
+                0.0 <= self.final_tail_s <= self.speculative_final_after_s or not self.speculative_final,
                 "final_tail_s must be between 0 and speculative_final_after_s",
             ),
             (self.final_window in ("auto", "full"), "final_window must be 'auto' or 'full'"),
@@ -211,6 +234,19 @@ class EngineConfig:
                 "cut_search_s must be >= 1 and below max_utterance_s",
             ),
             (0.0 <= self.no_speech_threshold <= 1.0, "no_speech_threshold must be 0..1"),
+            (isinstance(self.diarize, bool), "diarize must be true or false"),
+            (0.0 < self.diarize_threshold < 1.0, "diarize_threshold must be between 0 and 1"),
+            (0.0 < self.diarize_split_threshold < 1.0, "diarize_split_threshold must be between 0 and 1"),
+            (
+                self.diarize_threshold <= self.diarize_merge_threshold <= 1.0,
+                "diarize_merge_threshold must be between diarize_threshold and 1",
+            ),
+            (0.5 <= self.diarize_min_speaker_s <= 30.0, "diarize_min_speaker_s must be 0.5..30"),
+            (
+                0.4 <= self.diarize_min_piece_s <= self.diarize_min_speaker_s,
+                "diarize_min_piece_s must be between 0.4 and diarize_min_speaker_s",
+            ),
+            (0.1 <= self.diarize_step_s <= 1.6, "diarize_step_s must be 0.1..1.6"),
         ]
         for ok, message in checks:
             if not ok:

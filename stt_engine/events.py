@@ -110,7 +110,10 @@ class Word:
 
 @dataclass
 class Final(Event):
-    """The final transcript of one utterance from the accurate model."""
+    """The final transcript of one utterance from the accurate model.
+
+    ``speaker_label`` is the diarizer's "S1", "S2"... on a diarized stream, "" otherwise.
+    """
 
     type: ClassVar[str] = "stt_final"
     text: str = ""
@@ -121,6 +124,7 @@ class Final(Event):
     confidence: float = 0.0
     model: str = ""
     utterance_index: int = 0
+    speaker_label: str = ""
 
     def to_message(self) -> dict[str, Any]:
         """Return the ``stt_final`` payload with rounded times."""

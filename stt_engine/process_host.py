@@ -232,7 +232,7 @@ class EngineProcess:
         return True
 
     def start_stream(
-        self, sample_rate: int = 16000, language: str = "auto", overrides: dict[str, float] | None = None
+        self, sample_rate: int = 16000, language: str = "auto", overrides: dict[str, float | bool] | None = None
     ) -> None:
         """Begin a new stream (stopping any previous one in this child).
 

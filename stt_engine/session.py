@@ -26,6 +26,7 @@ StateChanged("recording")`` and goes on recording.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 import time
 from collections import Counter, deque
@@ -38,6 +39,7 @@ import torch
 from . import events as ev
 from .audio import PcmConverter
 from .config import ENGINE_SAMPLE_RATE, EngineConfig
+from .diarizer import Diarizer, DiarizerOptions, SpeakerRun, load_voice_encoder, speaker_runs
 from .errors import SessionClosedError
 from .load import SharedDecodeLoad
 from .recognizer import EngineModels, FinalResult, Recognizer, load_models
@@ -114,6 +116,9 @@ class SessionStats:
     refinements_given_up: int = 0
     """Turns dropped unrefined: too much audio was waiting (``refine_pending_max_s``), or other
     streams were talking when this one stopped (``refine_yield_s``)."""
+    diarize_cpu_s: float = 0.0
+    """CPU seconds the diarizer used (the calling thread's when torch runs one thread, as in the
+    engine child; the process's otherwise)."""
 
 
 @dataclass
@@ -135,6 +140,8 @@ class _Turn:
     start: int
     end: int
     finals: list[ev.Final] = field(default_factory=list)
+    label: str = ""
+    """The speaker of the whole turn on a diarized stream (a change of speaker ends a turn)."""
 
     @property
     def seconds(self) -> float:
@@ -217,6 +224,12 @@ class StreamingSession:
         self._last_refined: _Turn | None = None
         self._last_refined_shown: list[int] = []
         self._text_before_last = ""
+        # Diarization is off unless asked for: the voice encoder is loaded only then (once per
+        # process, shared by streams); the clustering is this stream's own.
+        self._diarizer: Diarizer | None = None
+        if self.config.diarize:
+            encoder = load_voice_encoder(self.config.diarize_weights or None)
+            self._diarizer = Diarizer(encoder, DiarizerOptions.from_config(self.config))
         self._reset_utterance()
 
     # -- public API -----------------------------------------------------------------
@@ -504,8 +517,10 @@ class StreamingSession:
     def _add_to_turn(self, final: ev.Final, start: int, end: int) -> None:
         if not self.config.refine_turns:
             return
+        if self._turn is not None and self._turn.label != final.speaker_label:
+            self._end_turn()  # a turn is one person's
         if self._turn is None:
-            self._turn = _Turn(start=max(start, self._buffer.start), end=end)
+            self._turn = _Turn(start=max(start, self._buffer.start), end=end, label=final.speaker_label)
         self._turn.end = max(self._turn.end, end)
         self._turn.finals.append(final)
         if self._turn.seconds >= self.config.refine_max_turn_s:
@@ -544,9 +559,10 @@ class StreamingSession:
             or turn.start - last.end > cfg.refine_join_s * _SR
             or (turn.end - last.start) / _SR > cfg.refine_max_turn_s
             or last.start < self._buffer.start
+            or last.label != turn.label
         ):
             return None
-        joined = _Turn(start=last.start, end=turn.end, finals=[*last.finals, *turn.finals])
+        joined = _Turn(start=last.start, end=turn.end, finals=[*last.finals, *turn.finals], label=turn.label)
         return joined, [*self._last_refined_shown, *(f.utterance_index for f in turn.finals)], self._text_before_last
 
     def _refine_turn(self, turn: _Turn) -> ev.Revised | None:
@@ -585,6 +601,9 @@ class StreamingSession:
         if not utterances:
             self._last_refined = None
             return None
+        if self._diarizer is not None:
+            diarizer = self._diarizer
+            utterances = [piece for u in utterances for piece in _split_by_speaker(u, diarizer.runs_for_words(u.words))]
         self._previous_turn_text = result.text
         self._last_refined, self._text_before_last = turn, text_before
         self._last_refined_shown = [first.utterance_index]
@@ -658,14 +677,37 @@ class StreamingSession:
                 result = self._decode_final(start, end)
             final = self._make_final(result, start, end, self._voiced_start)
             if final is not None:
-                out.append(final)
+                for piece, piece_start, piece_end in self._speaker_pieces(final, start, end):
+                    out.append(piece)
+                    self._add_to_turn(piece, piece_start, piece_end)
                 self._previous_text = final.text
                 self._context = self._context_of(final, start, end)
-                self._add_to_turn(final, start, end)
         self._previous_end = end
         self._utterance_index += 1
         self._reset_utterance()
         self._set_state(out, next_state)
+
+    def _speaker_pieces(self, final: ev.Final, start: int, end: int) -> list[tuple[ev.Final, int, int]]:
+        """The final with its speaker label, split where the speaker changes, with each piece's samples.
+
+        The first piece keeps the final's ``utterance_index``; the others take the next ones.
+        """
+        if self._diarizer is None:
+            return [(final, start, end)]
+        clock = time.thread_time if torch.get_num_threads() == 1 else time.process_time
+        began = clock()
+        regions = self._diarizer.label_span(self._buffer.get(start, end), start / _SR)
+        runs = speaker_runs(final.words, regions)
+        self.stats.diarize_cpu_s += clock() - began
+        pieces = _split_by_speaker(final, runs)
+        bounds = [start]
+        for before, after in itertools.pairwise(pieces):
+            bounds.append(min(max(round((before.end + after.start) / 2 * _SR), start), end))
+        bounds.append(end)
+        for piece in pieces[1:]:
+            self._utterance_index += 1
+            piece.utterance_index = self._utterance_index
+        return [(piece, bounds[i], bounds[i + 1]) for i, piece in enumerate(pieces)]
 
     def _make_final(self, result: FinalResult, start: int, end: int, onset: int) -> ev.Final | None:
         if not result.text.strip():
@@ -722,3 +764,24 @@ class StreamingSession:
             out.insert(len(out) - 1, start_event)
         else:
             out.append(start_event)
+
+
+def _split_by_speaker(final: ev.Final, runs: list[SpeakerRun]) -> list[ev.Final]:
+    """``final`` labelled, or one final per run of words when the speaker changes inside it."""
+    if len(runs) <= 1:
+        return [replace(final, speaker_label=runs[0].label if runs else "")]
+    pieces = []
+    for run in runs:
+        words = final.words[run.first_word : run.end_word]
+        pieces.append(
+            replace(
+                final,
+                text=" ".join(w.word for w in words),
+                start=words[0].start,
+                end=words[-1].end,
+                words=words,
+                confidence=float(np.mean([w.probability for w in words])),
+                speaker_label=run.label,
+            )
+        )
+    return pieces
