@@ -11,9 +11,13 @@ from sessions_app.models import SessionMember, TranscriptionSession, new_share_t
 
 
 @transaction.atomic
-def do_create_session(owner, title: str, language: str = "auto") -> TranscriptionSession:
-    """Create a session; its owner becomes its first speaker."""
-    session = TranscriptionSession.objects.create(owner=owner, title=title.strip(), language=language or "auto")
+def do_create_session(
+    owner, title: str, language: str = "auto", *, room_microphone: bool = False
+) -> TranscriptionSession:
+    """Create a session; its owner becomes its first speaker. ``room_microphone``: its streams are diarized."""
+    session = TranscriptionSession.objects.create(
+        owner=owner, title=title.strip(), language=language or "auto", room_microphone=room_microphone
+    )
     SessionMember.objects.create(session=session, user=owner, role=SessionMember.Role.SPEAKER)
     return session
 

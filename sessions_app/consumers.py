@@ -28,6 +28,7 @@ from sessions_app.live_stream import (
     session_group,
     session_if_allowed,
 )
+from sessions_app.models import TranscriptionSession
 from sessions_app.protocol import (
     CloseCode,
     ErrorCode,
@@ -35,6 +36,7 @@ from sessions_app.protocol import (
     ResumeRequest,
     error_message,
     parse_client_message,
+    parse_diarize,
     parse_resume,
     parse_start,
 )
@@ -119,6 +121,8 @@ class StreamConsumer(LiveStreamConsumer):
     The handlers check the protocol and drive the stream of ``LiveStreamConsumer``: ``stt_start``
     begins it, binary frames are its audio, ``stt_flush`` finalizes the utterance, ``stt_stop``
     ends it (``stt_start`` may follow). ``stt_ack`` tells the client how much of its audio is held.
+    ``stt_start``'s ``"diarize"`` (else the session's ``room_microphone``) has the engine label each
+    utterance with its voice (``speaker_label``); ``stt_listening`` says whether it does.
 
     A connection lost in the middle of a stream (no ``stt_stop``, not closed by the server, nor by
     the client with 1000 or 1001, nor by an error) leaves the stream held (``stream_resume``): this consumer goes on
@@ -133,6 +137,7 @@ class StreamConsumer(LiveStreamConsumer):
     waiting_speaker = False  # this speaker has a stream already (held, or on another socket): stt_start decides
     socket_replaced = False  # this stream's own socket was taken over by a resume: what comes on it is dropped
     closed_by_server = False
+    diarize = False  # the stream's utterances get speaker labels (stt_start's "diarize", or a room microphone)
     ack_task: asyncio.Task | None = None
     admission: asyncio.Task | None = None
 
@@ -220,6 +225,8 @@ class StreamConsumer(LiveStreamConsumer):
             self.admission.cancel()  # (still asleep) this stt_start decides
         default_language = self.session.language if self.session.language != "auto" else settings.STT_DEFAULT_LANGUAGE
         sample_rate, language = parse_start(message, default_language)
+        room_microphone = await _room_microphone(self.session_id) if message.get("diarize") is None else False
+        diarize = parse_diarize(message, room_microphone)
         try:
             resume = parse_resume(message)
         except ProtocolError as exc:  # (a fresh stream starts all the same)
@@ -241,7 +248,10 @@ class StreamConsumer(LiveStreamConsumer):
         if self.waiting_speaker and not await self._end_held_and_admit():
             return
         self.cursor.restart()
-        self.clock_offset_s = await self.begin_stream(sample_rate, language)
+        self.diarize = diarize
+        self.clock_offset_s = await self.begin_stream(
+            sample_rate, language, engine_overrides={"diarize": True} if diarize else None
+        )
         await self._send_listening(resumed=False)
         self._start_acks()
 
@@ -278,6 +288,7 @@ class StreamConsumer(LiveStreamConsumer):
                 "stream_id": self.stream_id,
                 "resumed": resumed,
                 "samples": self.cursor.samples,
+                "diarize": self.diarize,
             }
         )
 
@@ -494,6 +505,12 @@ class StreamConsumer(LiveStreamConsumer):
             await stream.connection_lost(code, closed_by_server=self.closed_by_server)
             return
         await self.connection_lost(code)
+
+
+@database_sync_to_async
+def _room_microphone(session_id) -> bool:
+    """The session's setting as it is now (its owner may have changed it since this socket connected)."""
+    return bool(TranscriptionSession.objects.filter(pk=session_id).values_list("room_microphone", flat=True).first())
 
 
 _KEPT_WHILE_HELD = ("stt_final", "stt_revised")  # sent on resume (so are errors); partials and states are stale by then

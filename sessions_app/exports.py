@@ -8,8 +8,13 @@ characters when they do not (a corrected utterance).
 
 A session's TXT and DOCX are read as turns. Their times are session-relative (``0:05``,
 ``1:02:03``: since the earliest speaker's recording began, see :func:`session_origin`), with
-the wall-clock time in the site's time zone beside them where it is known. Every speaker label
-of a session export comes from :func:`speaker_label` (for utterances) and the turns' ``speaker``.
+the wall-clock time in the site's time zone beside them where it is known. Every speaker name
+of a session export comes from :func:`line_name` (for utterances) and the turns' ``speaker``.
+
+Diarized lines (a room microphone's voices, ``speaker_label`` "S1", "S2", ...) go by their label's
+name (``speakers.line_namer``: "Speaker 1", or what the session's owner renamed it) in every
+format; JSON keeps ``speaker`` as the account's name and adds ``speaker_name`` (the line's name) and
+``speaker_label``. A job's labelled segments read "Speaker N" (jobs have no renames).
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +34,7 @@ from docx.shared import Pt, RGBColor
 from sessions_app.job_segments import segment_text
 from sessions_app.meeting_record.turns import Turn, group_into_turns
 from sessions_app.models import BatchJob, TranscriptionSession, Utterance
+from sessions_app.speakers import Speaker, label_display_name, line_namer
 
 __all__ = [
     "EXPORT_MENU",
@@ -41,8 +47,8 @@ __all__ = [
     "export_job",
     "export_session",
     "format_offset",
+    "line_name",
     "session_origin",
-    "speaker_label",
     "split_into_cues",
     "turns_to_txt",
 ]
@@ -252,8 +258,12 @@ def turns_to_txt(turns: Iterable[Turn], origin: dt.datetime | None = None, *, ti
 
 
 def pieces_to_timed_txt(pieces: Iterable[Piece]) -> str:
-    """A job's TXT with times: ``[0:05] text``, one segment a line."""
-    lines = [f"[{format_offset(p.start)}] {p.text}" for p in sorted(pieces, key=lambda p: p.start) if p.text.strip()]
+    """A job's TXT with times: ``[0:05] text`` (``[0:05] Speaker 1: text`` when diarized), one segment a line."""
+    lines = [
+        f"[{format_offset(p.start)}] {p.speaker + ': ' if p.speaker else ''}{p.text}"
+        for p in sorted(pieces, key=lambda p: p.start)
+        if p.text.strip()
+    ]
     return "\n".join(lines) + "\n" if lines else ""
 
 
@@ -282,9 +292,15 @@ def _docx_bytes(title: str, subtitle: str, blocks: Iterable[tuple[str, str, str]
 
 
 def turn_fields(turn: Turn, origin: dt.datetime | None = None) -> dict[str, Any]:
-    """A turn as the JSON export (and the pages) carry it; ``offset`` is its session-relative time (s)."""
+    """A turn as the JSON export (and the pages) carry it; ``offset`` is its session-relative time (s).
+
+    ``speaker_name`` is what the turn is shown as (a diarized voice's label name); ``speaker`` the
+    account's name (the same for a turn without ``speaker_label``).
+    """
     return {
-        "speaker": turn.speaker,
+        "speaker": turn.member_name or turn.speaker,
+        "speaker_name": turn.speaker,
+        "speaker_label": turn.speaker_label,
         "speaker_id": turn.speaker_id,
         "speaker_username": turn.username,
         "start": turn.start,
@@ -322,6 +338,8 @@ def _render(
         raise ValueError(f"Unknown export format {fmt!r}: use one of {', '.join(FORMATS)}.")
     content: str | bytes
     if fmt == "json":
+        # (a piece's ``extra`` may say ``speaker`` itself: a session's labelled line is named by
+        # its label, but its JSON ``speaker`` stays the account's name)
         segments = [
             {
                 **({"speaker": p.speaker} if p.speaker else {}),
@@ -354,14 +372,25 @@ def _render(
 
 
 def job_pieces(job: BatchJob) -> list[Piece]:
-    """A job's segments, each with its correction where it has one (the JSON keeps the original too)."""
+    """A job's segments, each with its correction where it has one (the JSON keeps the original too).
+
+    A diarized job's segments are named by their labels ("Speaker 1"); JSON adds ``speaker_label``.
+    """
     return [
         Piece(
             start=float(s["start"]),
             end=float(s["end"]),
             text=segment_text(s),
             words=s.get("words") or [],
-            extra={"original_text": str(s["text"]).strip(), "corrected": True} if s.get("corrected_text") else {},
+            speaker=label_display_name(s["speaker_label"]) if s.get("speaker_label") else "",
+            extra={
+                **({"original_text": str(s["text"]).strip(), "corrected": True} if s.get("corrected_text") else {}),
+                **(
+                    {"speaker_name": label_display_name(s["speaker_label"]), "speaker_label": s["speaker_label"]}
+                    if s.get("speaker_label")
+                    else {}
+                ),
+            },
         )
         for s in job.segments or []
     ]
@@ -397,21 +426,33 @@ def _job_subtitle(job: BatchJob) -> str:
     return " · ".join(parts)
 
 
-def speaker_label(utterance: Utterance) -> str:
-    """The name an utterance's speaker goes by in exports: their display name in the session (rows taken
+def line_name(utterance: Utterance, namer: Callable[[Utterance], Speaker] | None = None) -> str:
+    """The name an utterance goes by in exports: a diarized line's label name (``namer``, the session's
+    ``speakers.line_namer``), else the speaker's display name in the session (rows taken
     ``with_speaker_names()``), else their username. The turns take theirs from ``meeting_record.turns``."""
+    if utterance.speaker_label:
+        return (namer or line_namer(utterance.session_id))(utterance).name
     return utterance.speaker_name
 
 
-def utterance_pieces(utterances: Iterable[Utterance]) -> list[Piece]:
+def utterance_pieces(
+    utterances: Iterable[Utterance], namer: Callable[[Utterance], Speaker] | None = None
+) -> list[Piece]:
+    """Every utterance as a piece named by :func:`line_name`; ``namer`` names the labelled ones."""
+    utterances = list(utterances)
+    if namer is None and any(u.speaker_label for u in utterances):
+        namer = line_namer(utterances[0].session_id)
     return [
         Piece(
             start=u.start_s,
             end=u.end_s,
             text=u.display_text.strip(),
             words=u.words or [],
-            speaker=speaker_label(u),
+            speaker=line_name(u, namer),
             extra={
+                "speaker": u.speaker_name,
+                "speaker_name": line_name(u, namer),
+                "speaker_label": u.speaker_label,
                 "speaker_id": u.speaker_id,
                 "speaker_username": u.speaker.get_username(),
                 "utterance_id": u.pk,
@@ -441,10 +482,12 @@ def export_session(session: TranscriptionSession, fmt: str, *, times: bool = Fal
         "language": session.language,
         "created_at": session.created_at.isoformat(),
     }
-    turns = group_into_turns(utterances)
+    namer = line_namer(session.pk) if any(u.speaker_label for u in utterances) else None
+    turns = group_into_turns(utterances, namer=namer)
     origin = session_origin(utterances)
     if fmt == "docx":
         when = timezone.localtime(origin or session.created_at).strftime("%Y-%m-%d %H:%M %Z")
         speakers = ", ".join(dict.fromkeys(turn.speaker for turn in turns))
         meta = {**meta, "subtitle": f"{when} · {speakers}" if speakers else when}
-    return _render(fmt, utterance_pieces(utterances), meta, f"session-{session.id}", turns, times=times, origin=origin)
+    pieces = utterance_pieces(utterances, namer)
+    return _render(fmt, pieces, meta, f"session-{session.id}", turns, times=times, origin=origin)

@@ -36,8 +36,12 @@ def do_create_job(
     model: str = "",
     prompt: str = "",
     temperature: float = 0.0,
+    diarize: bool = False,
 ) -> BatchJob:
-    """Store the upload as a new queued job and send it to a worker once the row is committed."""
+    """Store the upload as a new queued job and send it to a worker once the row is committed.
+
+    ``diarize``: label each segment with its speaker's voice (``S1``, ``S2``, ...).
+    """
     from sessions_app.tasks import transcribe_job
 
     with transaction.atomic():
@@ -49,6 +53,7 @@ def do_create_job(
             model_name=model or settings.STT_FINAL_MODEL,
             prompt=prompt,
             temperature=temperature,
+            diarize=diarize,
             audio_duration_s=duration_s,
         )
         job.upload.save(upload.name or "audio", upload, save=False)

@@ -27,7 +27,7 @@ def _on_recording_clock(segment: dict[str, Any], clock_offset_s: float) -> dict[
 def do_save_final(
     session_id, speaker_id: int, final: dict[str, Any], clock_offset_s: float, stream_id: str = ""
 ) -> Utterance:
-    """Store one ``stt_final`` as the session's next utterance.
+    """Store one ``stt_final`` as the session's next utterance (with its ``speaker_label`` when diarized).
 
     ``clock_offset_s`` moves the engine's stream times onto the speaker's recording clock
     (the recording already held that much audio when this stream began).
@@ -68,12 +68,17 @@ def do_save_final(
         model_name=final.get("model") or "",
         source=Utterance.Source.LIVE,
         stream_id=stream_id,
+        speaker_label=final.get("speaker_label") or "",
         spoken_at=spoken_at,
     )
 
 
 def do_save_revision(
-    session_id, speaker_id: int, replaces: list[int], utterances: list[dict[str, Any]], clock_offset_s: float,
+    session_id,
+    speaker_id: int,
+    replaces: list[int],
+    utterances: list[dict[str, Any]],
+    clock_offset_s: float,
     stream_id: str = "",
 ) -> AppliedVersion:
     """Store a refined turn (``stt_revised`` from the engine) as the current version of ``replaces``."""
@@ -94,6 +99,7 @@ def utterance_fields(utterance: Utterance) -> dict[str, Any]:
         "confidence": utterance.confidence,
         "model": utterance.model_name,
         "source": utterance.source,
+        "speaker_label": utterance.speaker_label,  # the voice on a diarized stream ("S1", ...), else ""
         "spoken_at": utterance.spoken_at.isoformat() if utterance.spoken_at else None,
     }
 

@@ -31,7 +31,7 @@ MAX_TEXT_FRAME_CHARS = 64 * 1024  # no client message is near this; a bigger one
 class ErrorCode:
     BAD_MESSAGE = "BAD_MESSAGE"  # not JSON, or not an object with a "type"
     UNKNOWN_TYPE = "UNKNOWN_TYPE"  # a "type" this endpoint does not know
-    BAD_START = "BAD_START"  # stt_start with a bad sample_rate or language
+    BAD_START = "BAD_START"  # stt_start with a bad sample_rate, language or diarize
     ALREADY_STARTED = "ALREADY_STARTED"  # a second stt_start while streaming
     NOT_STARTED = "NOT_STARTED"  # audio, flush or stop before stt_start
     BAD_AUDIO = "BAD_AUDIO"  # odd byte count (not whole 16-bit samples)
@@ -100,6 +100,20 @@ def parse_start(message: dict[str, Any], default_language: str) -> tuple[int, st
             f'language must be "auto" or one of Whisper\'s language codes such as "en", not {shown}.',
         )
     return sample_rate, language
+
+
+def parse_diarize(message: dict[str, Any], room_microphone: bool) -> bool:
+    """Whether an ``stt_start``'s stream is diarized (its utterances get speaker labels ``S1``, ``S2``, ...).
+
+    ``"diarize": true|false`` decides; without it, the session's ``room_microphone`` setting does.
+    """
+    diarize = message.get("diarize")
+    if diarize is None:
+        return room_microphone
+    if not isinstance(diarize, bool):
+        shown = repr(diarize[:20]) if isinstance(diarize, str) else f"a {type(diarize).__name__}"
+        raise ProtocolError(ErrorCode.BAD_START, f"diarize must be true or false, not {shown}.")
+    return diarize
 
 
 @dataclass(frozen=True)

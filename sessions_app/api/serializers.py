@@ -32,7 +32,7 @@ class BatchJobSerializer(serializers.ModelSerializer):
         model = BatchJob
         fields = [
             "id", "status", "progress", "original_filename", "size_bytes", "language", "detected_language",
-            "model", "audio_duration_s", "error_code", "error_message", "created_at", "started_at",
+            "model", "diarize", "audio_duration_s", "error_code", "error_message", "created_at", "started_at",
             "heartbeat_at", "finished_at", "transcript_url", "page_url",
         ]  # fmt: skip
         read_only_fields = fields
@@ -54,6 +54,11 @@ class BatchJobCreateSerializer(serializers.Serializer):
     file = serializers.FileField(required=False, allow_empty_file=True, help_text="The audio file (any common format).")
     language = serializers.CharField(required=False, default="auto", max_length=12)
     model = serializers.ChoiceField(choices=[], required=False)
+    diarize = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text='Label each segment with its speaker ("speaker_label": "S1", "S2", ...; exports say "Speaker 1").',
+    )
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -72,9 +77,15 @@ class SessionSerializer(serializers.ModelSerializer):
         model = TranscriptionSession
         fields = [
             "id", "title", "language", "status", "owner", "role", "share_token", "created_at", "ended_at",
-            "transcript_state", "refine_progress", "refine_error_code",
+            "transcript_state", "refine_progress", "refine_error_code", "room_microphone",
         ]  # fmt: skip
-        read_only_fields = [f for f in fields if f not in ("title", "language")]
+        read_only_fields = [f for f in fields if f not in ("title", "language", "room_microphone")]
+        extra_kwargs = {
+            "room_microphone": {
+                "help_text": "One microphone for several people: its streams are diarized (lines carry "
+                'speaker_label "S1", "S2", ...) unless a stream\'s stt_start says "diarize": false.'
+            }
+        }
 
     def _user(self):
         request = self.context.get("request")

@@ -121,6 +121,7 @@ class BatchJobViewSet(
             duration_s=duration,
             language=form.validated_data["language"],
             model=form.validated_data.get("model", ""),
+            diarize=form.validated_data["diarize"],
         )
         return Response(BatchJobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
 
@@ -162,8 +163,12 @@ class BatchJobViewSet(
 
 
 class SessionViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin,
-                     viewsets.GenericViewSet):  # fmt: skip
-    """Live sessions the requesting user owns or is a member of."""
+                     mixins.UpdateModelMixin, viewsets.GenericViewSet):  # fmt: skip
+    """Live sessions the requesting user owns or is a member of.
+
+    The owner may change ``title``, ``language`` and ``room_microphone`` (PATCH); a change of
+    ``room_microphone`` applies to the streams started after it.
+    """
 
     serializer_class = SessionSerializer
 
@@ -175,7 +180,24 @@ class SessionViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Retr
 
     def perform_create(self, serializer: SessionSerializer) -> None:
         data = serializer.validated_data
-        serializer.instance = do_create_session(self.request.user, data["title"], data.get("language", "auto"))
+        serializer.instance = do_create_session(
+            self.request.user,
+            data["title"],
+            data.get("language", "auto"),
+            room_microphone=data.get("room_microphone", False),
+        )
+
+    @extend_schema(responses={200: SessionSerializer, 400: ErrorSerializer, 403: ErrorSerializer, 404: ErrorSerializer})
+    def partial_update(self, request: Request, *args, **kwargs) -> Response:
+        """Owner only: change the session's title, language or room microphone setting."""
+        return super().partial_update(request, *args, **kwargs)
+
+    @extend_schema(responses={200: SessionSerializer, 400: ErrorSerializer, 403: ErrorSerializer, 404: ErrorSerializer})
+    def update(self, request: Request, *args, **kwargs) -> Response:
+        """Owner only: set the session's title, language and room microphone setting."""
+        if self.get_object().owner_id != request.user.pk:  # (before the body is checked: members get 403)
+            raise PermissionDenied("Only the session's owner may change its settings.")
+        return super().update(request, *args, **kwargs)
 
     def get_serializer_class(self):
         return SessionDetailSerializer if self.action == "retrieve" else SessionSerializer

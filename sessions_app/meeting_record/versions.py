@@ -114,7 +114,7 @@ def do_apply_version(
         replaces: ids of the utterances this version supersedes; those no longer current
             (already replaced by a later pass) or corrected by a person are kept as they are.
         segments: ``{text, start, end, words, language, confidence, model}`` on the speaker's
-            recording clock, in order.
+            recording clock, in order; ``speaker_label`` too where the audio was diarized.
         source: ``Utterance.Source.REFINED`` or ``ARCHIVE``.
         stream_id: the connection the audio came from (refinements).
 
@@ -164,6 +164,7 @@ def do_apply_version(
                 model_name=segment.get("model") or "",
                 source=source,
                 stream_id=stream_id,
+                speaker_label=segment.get("speaker_label") or "",
                 spoken_at=spoken[offset - 1],
             )
         )
