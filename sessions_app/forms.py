@@ -30,18 +30,38 @@ class SignUpForm(UserCreationForm):
         fields = ("username",)
 
 
+def room_microphone_field() -> forms.BooleanField:
+    return forms.BooleanField(
+        required=False,
+        label="Room microphone (several people share one microphone)",
+        help_text="Tells the voices apart: their lines read Speaker 1, Speaker 2, … until you name them.",
+    )
+
+
 class NewSessionForm(forms.Form):
     title = forms.CharField(max_length=200)
     language = language_field()
+    room_microphone = room_microphone_field()
+
+
+class SessionSettingsForm(forms.Form):
+    """What the owner changes on a session after creating it (the session list's Settings)."""
+
+    room_microphone = room_microphone_field()
 
 
 class UploadOptionsForm(forms.Form):
     """The upload page's options; its script sends them with the file to ``POST /api/jobs/``."""
 
     language = language_field()
+    diarize = forms.BooleanField(
+        required=False,
+        label="Identify speakers",
+        help_text="Several people in the recording: each segment is labelled Speaker 1, Speaker 2, …",
+    )
 
     def __init__(self, *args, **kwargs) -> None:
-        kwargs.setdefault("auto_id", "%s")  # the page's script finds the field by id="language"
+        kwargs.setdefault("auto_id", "%s")  # the page's script finds the fields by id ("language", "diarize")
         super().__init__(*args, **kwargs)
 
 

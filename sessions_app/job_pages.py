@@ -2,7 +2,8 @@
 
 Thin: who may see the job is ``access.access_job``; the segments and their corrections are
 ``job_segments``. The page differs from a session's only in what its config says: one player
-(the uploaded file), one turn per segment, no speakers, corrections through
+(the uploaded file), one turn per segment, no speakers panel (a job run with ``diarize`` shows each
+segment's voice as "Speaker N" in its colour, from the segment's ``speaker_label``), corrections through
 ``/api/jobs/<id>/segments/<index>/``, exports from ``/api/jobs/<id>/transcript``, no refine pass.
 """
 
@@ -19,6 +20,7 @@ from sessions_app import access
 from sessions_app.exports import EXPORT_MENU, format_offset
 from sessions_app.job_segments import segment_rows
 from sessions_app.models import BatchJob
+from sessions_app.speakers import label_display_name
 
 # The one "speaker" of a job's page: its players and words are keyed by it.
 UPLOAD_SPEAKER = "upload"
@@ -28,7 +30,8 @@ UPLOAD_SPEAKER = "upload"
 def job_transcript(request: HttpRequest, job_id) -> HttpResponse:
     job = access.access_job(request.user, job_id)
     done = job.status == BatchJob.Status.DONE
-    rows = [_utterance_row(row) for row in segment_rows(job)] if done else []
+    labels = [str(segment.get("speaker_label") or "") for segment in job.segments or []]
+    rows = [_utterance_row(row, label) for row, label in zip(segment_rows(job), labels, strict=True)] if done else []
     title = job.original_filename or f"Job {job.pk}"
     page = {
         "title": title,
@@ -67,11 +70,12 @@ def job_transcript(request: HttpRequest, job_id) -> HttpResponse:
     })  # fmt: skip
 
 
-def _utterance_row(row: dict[str, Any]) -> dict[str, Any]:
+def _utterance_row(row: dict[str, Any], speaker_label: str = "") -> dict[str, Any]:
     """A segment as the page's script takes an utterance (``id`` is the segment's index)."""
     return {
         "id": row["index"], "sequence": row["index"], "speaker": "", "speaker_id": UPLOAD_SPEAKER,
-        "speaker_name": "", "start": row["start"], "end": row["end"], "text": row["text"],
+        "speaker_name": label_display_name(speaker_label) if speaker_label else "", "speaker_label": speaker_label,
+        "start": row["start"], "end": row["end"], "text": row["text"],
         "corrected_text": row["corrected_text"], "corrected_by": row["corrected_by"], "words": row["words"],
         "source": "upload", "spoken_at": None,
     }  # fmt: skip
@@ -79,7 +83,8 @@ def _utterance_row(row: dict[str, Any]) -> dict[str, Any]:
 
 def _turn(row: dict[str, Any]) -> dict[str, Any]:
     return {
-        "speaker": "", "speaker_id": UPLOAD_SPEAKER, "speaker_username": "", "start": row["start"],
+        "speaker": row["speaker_name"], "speaker_id": UPLOAD_SPEAKER, "speaker_label": row["speaker_label"],
+        "speaker_username": "", "start": row["start"],
         "end": row["end"], "offset": row["start"], "spoken_at": None,
         "text": row["corrected_text"] or row["text"], "utterance_ids": [row["id"]],
     }  # fmt: skip

@@ -8,6 +8,7 @@ urlpatterns = [
     path(
         "sessions/<uuid:session_id>/members/<str:username>/remove/", views.remove_member, name="session-remove-member"
     ),
+    path("sessions/<uuid:session_id>/settings/", views.session_settings, name="session-settings"),
     path("sessions/<uuid:session_id>/share-link/", views.rotate_share_link, name="session-rotate-share-link"),
     path("sessions/<uuid:session_id>/join-link/", join_pages.create_join_link, name="session-create-join-link"),
     path("sessions/<uuid:session_id>/join-link/revoke/", join_pages.revoke_join_link, name="session-revoke-join-link"),

@@ -16,7 +16,7 @@ from django.views.decorators.http import require_POST
 from sessions_app import access, actions, speakers
 from sessions_app.exports import EXPORT_MENU, session_origin, turn_fields
 from sessions_app.file_responses import ranged_file_response
-from sessions_app.forms import AddMemberForm, NewSessionForm, SignUpForm, UploadOptionsForm
+from sessions_app.forms import AddMemberForm, NewSessionForm, SessionSettingsForm, SignUpForm, UploadOptionsForm
 from sessions_app.join_links import active_join_links
 from sessions_app.join_pages import join_url
 from sessions_app.meeting_record.post_session import end_session
@@ -54,7 +54,10 @@ def session_list(request: HttpRequest) -> HttpResponse:
         return render(request, "sessions_app/landing.html")
     form = NewSessionForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        session = actions.do_create_session(request.user, form.cleaned_data["title"], form.cleaned_data["language"])
+        data = form.cleaned_data
+        session = actions.do_create_session(
+            request.user, data["title"], data["language"], room_microphone=data["room_microphone"]
+        )
         messages.success(request, f"Session “{session.title}” created.")
         return redirect("session-list")
     sessions = list(access.sessions_visible_to(request.user).select_related("owner"))
@@ -97,6 +100,7 @@ def live_session(request: HttpRequest, session_id) -> HttpResponse:
         "page_config": {
             "sessionId": str(session.pk),
             "speakers": _speakers_config(session),
+            "labels": _labels_config(session),
             "language": session.language,
             "username": request.user.get_username(),
             "canStream": access.can_stream(request.user, session),
@@ -116,7 +120,8 @@ def captions(request: HttpRequest, session_id) -> HttpResponse:
     return render(request, "sessions_app/captions.html", {
         "session": session,
         "turns": _recent_turns(session, 50),
-        "page_config": {"sessionId": str(session.pk), "token": token or "", "speakers": _speakers_config(session)},
+        "page_config": {"sessionId": str(session.pk), "token": token or "", "speakers": _speakers_config(session),
+                        "labels": _labels_config(session)},
     })  # fmt: skip
 
 
@@ -124,9 +129,10 @@ def captions(request: HttpRequest, session_id) -> HttpResponse:
 def transcript(request: HttpRequest, session_id) -> HttpResponse:
     session = access.access_session(request.user, session_id)
     utterances = list(_utterances(session))
-    turns = group_into_turns(utterances)
+    turns = group_into_turns(utterances, namer=speakers.line_namer(session.pk))
     origin = session_origin(utterances)
     names = {s.speaker_id: s for s in speakers.session_speakers(session.pk)}
+    labels = list(speakers.label_names(session.pk).values())
     recordings = {
         r.speaker_id: {"speaker": names[r.speaker_id].name if r.speaker_id in names else r.speaker.get_username(),
                        "speaker_id": r.speaker_id,
@@ -137,7 +143,7 @@ def transcript(request: HttpRequest, session_id) -> HttpResponse:
     rows = [
         {
             "id": u.pk, "sequence": u.sequence, "speaker": u.speaker.get_username(), "speaker_id": u.speaker_id,
-            "speaker_name": u.speaker_name,
+            "speaker_name": u.speaker_name, "speaker_label": u.speaker_label,
             "start": u.start_s, "end": u.end_s, "text": u.text, "corrected_text": u.corrected_text,
             "corrected_by": u.corrected_by.get_username() if u.corrected_by_id else "",
             "created_at": u.created_at.isoformat(), "words": u.words or [], "source": u.source,
@@ -164,6 +170,7 @@ def transcript(request: HttpRequest, session_id) -> HttpResponse:
         "session": session,
         "recordings": list(recordings.values()),
         "speakers": list(names.values()),
+        "labels": labels,
         "can_rename": session.owner_id == request.user.pk,
         "export_url": reverse("api-session-export", args=[session.pk]),
         "export_formats": EXPORT_MENU,
@@ -171,6 +178,7 @@ def transcript(request: HttpRequest, session_id) -> HttpResponse:
             "sessionId": str(session.pk), "canCorrect": can_correct, "utterances": rows,
             "correctionUrl": f"/api/sessions/{session.pk}/utterances/{{id}}/", "unit": ["utterance", "utterances"],
             "speakers": [s.as_message() for s in names.values()], "canRename": session.owner_id == request.user.pk,
+            "labels": [s.as_label_message() for s in labels],
             "turns": [turn_fields(turn, origin) for turn in turns],
             "recordings": {str(k): v for k, v in recordings.items()},
             "transcriptState": session.transcript_state, "refineProgress": session.refine_progress,
@@ -208,6 +216,11 @@ def _speakers_config(session: TranscriptionSession) -> list[dict]:
     return [s.as_message() for s in speakers.session_speakers(session.pk)]
 
 
+def _labels_config(session: TranscriptionSession) -> list[dict]:
+    """The labels of the session's diarized streams for a page's script: id, label, name and colour."""
+    return [s.as_label_message() for s in speakers.label_names(session.pk).values()]
+
+
 def _recent_turns(session: TranscriptionSession, limit: int) -> list[Turn]:
     """The turns of the last ``limit`` current utterances (what a live page starts with)."""
     recent = list(_utterances(session).reverse()[:limit])
@@ -227,6 +240,24 @@ def add_member(request: HttpRequest, session_id) -> HttpResponse:
             messages.error(request, str(exc))
     else:
         messages.error(request, "Give a username and a role.")
+    return redirect("session-list")
+
+
+@login_required
+@require_POST
+def session_settings(request: HttpRequest, session_id) -> HttpResponse:
+    """The owner changes a session's settings (room microphone: streams started from now on are diarized)."""
+    session = access.access_session_as_owner(request.user, session_id)
+    form = SessionSettingsForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Those settings could not be saved.")
+        return redirect("session-list")
+    room_microphone = form.cleaned_data["room_microphone"]
+    if session.room_microphone != room_microphone:
+        session.room_microphone = room_microphone
+        session.save(update_fields=["room_microphone"])
+    state = "on" if room_microphone else "off"
+    messages.success(request, f"“{session.title}”: room microphone {state} (for streams started from now on).")
     return redirect("session-list")
 
 

@@ -6,6 +6,9 @@
 // italics. Speakers are shown by their display name in the session and in their colour
 // (speaker-c0 to speaker-c7, site.css): the page's config lists them (`speakers`), every message
 // names its speaker (`speaker_name`, `speaker_colour`), and `stt_speakers` renames them in place.
+// A line of a diarized stream (a room microphone) carries `speaker_label` ("S2"): it is shown by
+// its label's name ("Speaker 2" until the owner renames it: the config's `labels`, stt_speakers'
+// `labels`) and colour, and a turn is one (speaker, label)'s, as sessions_app/speakers.py has it.
 
 import { pageConfig } from "./page.js";
 
@@ -79,11 +82,42 @@ export function setColour(node, colour) {
   node.classList.add(colourClass(colour));
 }
 
-/** Who is who in a session: speaker id -> {speaker (username), speaker_name, colour}. */
+/** The number of a diarizer's label ("S3" -> 3); 0 for anything else. */
+export function labelNumber(label) {
+  const match = /^S([1-9][0-9]*)$/.exec(label || "");
+  return match ? Number(match[1]) : 0;
+}
+
+/** What an unnamed label reads as: "S3" -> "Speaker 3" (as speakers.label_display_name). */
+export function labelDisplayName(label) {
+  const n = labelNumber(label);
+  return n ? `Speaker ${n}` : label;
+}
+
+/**
+ * Who is who in a session: speaker id -> {speaker (username), speaker_name, colour}, and the
+ * labels of diarized streams: "id:label" -> {name, colour}.
+ */
 export class Speakers {
-  constructor(list = []) {
+  constructor(list = [], labels = []) {
     this.byId = new Map();
+    this.labels = new Map();
     this.update(list);
+    this.updateLabels(labels);
+  }
+
+  /** Take labels as stt_speakers carries them ({speaker_id, label, name, colour}); returns the keys that changed. */
+  updateLabels(list) {
+    const changed = [];
+    for (const entry of list || []) {
+      if (!entry.label) continue;
+      const key = labelKey(entry.speaker_id, entry.label);
+      const before = this.labels.get(key);
+      const after = { name: entry.name || labelDisplayName(entry.label), colour: entry.colour };
+      if (!before || before.name !== after.name || before.colour !== after.colour) changed.push(key);
+      this.labels.set(key, after);
+    }
+    return changed;
   }
 
   /** Take a list as stt_speakers carries it; returns the ids whose name or colour changed. */
@@ -110,14 +144,29 @@ export class Speakers {
     });
   }
 
-  name(id, fallback = "") {
+  /** The name a line of speaker `id` is shown with: its label's when it has one, else the speaker's. */
+  name(id, fallback = "", label = "") {
+    if (label) return this.labels.get(labelKey(id, label))?.name || labelDisplayName(label);
     return this.byId.get(String(id))?.speaker_name || fallback;
   }
 
-  colour(id) {
+  /** A line's colour: its label's (by default the speaker's plus the label's number), else the speaker's. */
+  colour(id, label = "") {
+    const named = label ? this.labels.get(labelKey(id, label)) : undefined;
+    if (named && Number.isInteger(named.colour)) return named.colour;
     const known = this.byId.get(String(id));
-    return known ? known.colour : Number(id) % SPEAKER_COLOURS || 0;
+    const own = known ? known.colour : Number(id) % SPEAKER_COLOURS || 0;
+    return label ? (own + labelNumber(label)) % SPEAKER_COLOURS : own;
   }
+}
+
+export function labelKey(id, label) {
+  return `${id}:${label}`;
+}
+
+/** The label of a turn or line element ("" when it has none). */
+function labelOf(node) {
+  return node.dataset.speakerLabel || "";
 }
 
 export class LiveTranscript {
@@ -127,7 +176,7 @@ export class LiveTranscript {
    * @param {HTMLElement} scroller element to keep scrolled to the bottom (unless the reader scrolled up)
    * @param {Speakers} speakers    names and colours (by default the page config's `speakers`)
    */
-  constructor(finals, partials, scroller, speakers = new Speakers(pageConfig().speakers)) {
+  constructor(finals, partials, scroller, speakers = new Speakers(pageConfig().speakers, pageConfig().labels)) {
     this.finals = finals;
     this.partials = partials;
     this.scroller = scroller;
@@ -158,7 +207,7 @@ export class LiveTranscript {
         this.applyRevision(message);
         break;
       case "stt_speakers":
-        this.renameSpeakers(message.speakers);
+        this.renameSpeakers(message.speakers, message.labels);
         break;
       default:
         return false;
@@ -217,15 +266,21 @@ export class LiveTranscript {
     });
   }
 
-  /** stt_speakers: show every turn and partial line of a renamed (or recoloured) speaker as they are now. */
-  renameSpeakers(list) {
-    for (const id of this.speakers.update(list)) {
-      const selector = `[data-speaker-id="${CSS.escape(id)}"]`;
-      for (const node of [...this.finals.querySelectorAll(`.turn${selector}`), ...this.partials.querySelectorAll(selector)]) {
-        setColour(node, this.speakers.colour(id));
-        const who = node.querySelector(".who");
-        if (who) who.textContent = this.speakers.name(id, who.textContent);
-      }
+  /**
+   * stt_speakers: show every turn and partial line of a renamed (or recoloured) speaker or label as
+   * they are now (a speaker's new colour moves the default colours of their labels too).
+   */
+  renameSpeakers(list, labels = []) {
+    const ids = new Set(this.speakers.update(list));
+    const keys = new Set(this.speakers.updateLabels(labels));
+    if (!ids.size && !keys.size) return;
+    for (const node of [...this.finals.querySelectorAll(".turn"), ...this.partials.querySelectorAll(".partial-line")]) {
+      const id = node.dataset.speakerId || "";
+      const label = labelOf(node);
+      if (!id || !(ids.has(id) || keys.has(labelKey(id, label)))) continue;
+      setColour(node, this.speakers.colour(id, label));
+      const who = node.querySelector(".who");
+      if (who) who.textContent = this.speakers.name(id, who.textContent, label);
     }
   }
 
@@ -246,7 +301,47 @@ export class LiveTranscript {
       replaced[0].replaceWith(spans);
       for (const node of replaced.slice(1)) node.remove();
       for (const turn of touched) if (turn && !turn.querySelector(".final")) turn.remove();
+      for (const turn of touched) if (turn?.isConnected) this.splitByLabel(turn);
     });
+  }
+
+  /**
+   * A revision of a diarized stream may have split an utterance at a change of voice: give each
+   * run of lines of one label in `turn` a turn of its own (the first keeps `turn`, relabelled).
+   */
+  splitByLabel(turn) {
+    const lines = [...turn.querySelectorAll(".turn-text > .final")];
+    if (!lines.length) return;
+    const runs = [];
+    for (const line of lines) {
+      const last = runs[runs.length - 1];
+      if (last && labelOf(last[0]) === labelOf(line)) last.push(line);
+      else runs.push([line]);
+    }
+    if (runs.length === 1 && labelOf(runs[0][0]) === labelOf(turn)) return;
+    this.labelTurn(turn, labelOf(runs[0][0]));
+    let previous = turn;
+    for (const run of runs.slice(1)) {
+      const when = spokenAt({ spoken_at: run[0].dataset.spokenAt }) || new Date(turn.querySelector("time")?.dateTime || Date.now());
+      const item = turnItem(
+        { speaker: turn.dataset.speaker, speaker_id: turn.dataset.speakerId, speaker_label: labelOf(run[0]), spoken_at: when.toISOString() },
+        null,
+        this.speakers,
+      );
+      item.querySelector(".turn-text").append(...run);
+      previous.after(item);
+      previous = item;
+    }
+  }
+
+  /** Show `turn` as a turn of `label` of its speaker ("" : the speaker's own). */
+  labelTurn(turn, label) {
+    const id = turn.dataset.speakerId || "";
+    if (label) turn.dataset.speakerLabel = label;
+    else delete turn.dataset.speakerLabel;
+    setColour(turn, this.speakers.colour(id, label));
+    const who = turn.querySelector(".who");
+    if (who) who.textContent = this.speakers.name(id, who.textContent, label);
   }
 
   /**
@@ -297,16 +392,20 @@ function finalSpan(message) {
     "data-source": message.source || "live",
   };
   if (message.spoken_at) attrs["data-spoken-at"] = message.spoken_at;
+  if (message.speaker_label) attrs["data-speaker-label"] = message.speaker_label;
   return el("span", attrs, el("span", { class: "text", text: message.text }), " ");
 }
 
 function turnItem(message, span, speakers) {
   const when = spokenAt(message) || new Date();
   const id = String(message.speaker_id ?? "");
-  const name = speakers.name(id, message.speaker_name || message.speaker);
+  const label = message.speaker_label || "";
+  const name = speakers.name(id, message.speaker_name || message.speaker, label);
+  const attrs = { class: `turn ${colourClass(speakers.colour(id, label))}`, "data-speaker": message.speaker, "data-speaker-id": id };
+  if (label) attrs["data-speaker-label"] = label;
   return el(
     "li",
-    { class: `turn ${colourClass(speakers.colour(id))}`, "data-speaker": message.speaker, "data-speaker-id": id },
+    attrs,
     el(
       "div",
       { class: "turn-head" },
@@ -324,7 +423,7 @@ function continuesTurn(item, message) {
     message.speaker_id !== undefined && item.dataset.speakerId
       ? item.dataset.speakerId === String(message.speaker_id)
       : item.dataset.speaker === message.speaker;
-  if (!sameSpeaker) return false;
+  if (!sameSpeaker || labelOf(item) !== (message.speaker_label || "")) return false;
   const previous = item.querySelector(".turn-text")?.lastElementChild;
   const now = spokenAt(message);
   if (!previous || !now || !previous.dataset.spokenAt) return true;

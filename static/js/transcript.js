@@ -4,21 +4,23 @@
 // then its transcript. A turn's head shows its session-relative time (0:05) and its wall-clock
 // time in the viewer's zone; its Play button plays that turn and stops at its end. Speakers go by
 // their display name in the session and their colour; the session's owner renames them in the
-// Speakers panel (PATCH /api/sessions/<id>/speakers/<user id>/).
+// Speakers panel (PATCH /api/sessions/<id>/speakers/<user id>/). The voices of a room microphone
+// (a diarized stream's labels, config `labels`) are listed there too, "Speaker 2" until the owner
+// names them (PATCH /api/sessions/<id>/speaker-labels/); a turn of a labelled voice goes by its name.
 //
 // A batch job's transcript page is this page too (sessions_app/job_pages.py): its config gives one
 // player (the uploaded file, "speaker" id "upload"), one turn per segment, no speakers (no panel, no
 // filter), `correctionUrl` /api/jobs/<id>/segments/{id}/ ({id}: the segment's index), `unit`
 // "segment", and no transcriptState (no refine pass to follow).
 
-import { Speakers, colourClass, el, formatClock, formatSeconds, localizeTimes } from "./lines.js";
+import { Speakers, colourClass, el, formatClock, formatSeconds, labelDisplayName, localizeTimes } from "./lines.js";
 import { csrfToken, pageConfig, showProblem } from "./page.js";
 
 const config = pageConfig();
 const $ = (id) => document.getElementById(id);
 const list = $("utterances");
 const problems = $("problems");
-const speakers = new Speakers(config.speakers);
+const speakers = new Speakers(config.speakers, config.labels);
 const speakerFilter = $("speaker-filter"); // (none on a job's page)
 const [unit, units] = config.unit || ["utterance", "utterances"];
 
@@ -42,7 +44,8 @@ function render() {
 
 function renderTurn(turn, utterances) {
   const speakerId = String(turn.speaker_id);
-  const name = speakers.name(speakerId, turn.speaker);
+  const label = turn.speaker_label || "";
+  const name = speakers.name(speakerId, turn.speaker, label);
   const head = el("div", { class: "turn-head" }, name ? el("span", { class: "who", text: name }) : null);
   const offset = turn.offset ?? turn.start;
   head.append(el("span", { class: "when", text: formatSeconds(offset), title: config.offsetTitle || "Time into the session" }));
@@ -61,9 +64,11 @@ function renderTurn(turn, utterances) {
       }),
     );
   }
+  const attrs = { class: `turn ${colourClass(speakers.colour(speakerId, label))}`, "data-speaker": turn.speaker, "data-speaker-id": speakerId };
+  if (label) attrs["data-speaker-label"] = label;
   return el(
     "li",
-    { class: `turn ${colourClass(speakers.colour(speakerId))}`, "data-speaker": turn.speaker, "data-speaker-id": speakerId },
+    attrs,
     head,
     el("div", { class: "turn-text" }, ...utterances.map(renderUtterance)),
   );
@@ -248,10 +253,11 @@ function edit(u, item) {
 function renderSpeakers() {
   const panel = $("speakers");
   if (!panel) return; // (a job's page: no speakers)
-  panel.replaceChildren(...config.speakers.map(renderSpeaker));
+  panel.replaceChildren(...config.speakers.map(renderSpeaker), ...(config.labels || []).map(renderLabel));
   // The speaker filter and the players' labels say the same names.
   for (const option of speakerFilter?.querySelectorAll("option[value]:not([value=''])") || []) {
-    option.textContent = speakers.name(option.value, option.textContent);
+    const [id, label = ""] = option.value.split(":");
+    option.textContent = speakers.name(id, option.textContent, label);
   }
   for (const label of document.querySelectorAll(".player label[data-speaker-id]")) {
     label.textContent = speakers.name(label.dataset.speakerId, label.textContent);
@@ -327,12 +333,83 @@ function renameForm(entry, item) {
   box.select();
 }
 
+/** One voice of a speaker's room microphone in the Speakers panel (with Rename for the owner). */
+function renderLabel(entry) {
+  const id = String(entry.speaker_id);
+  const name = speakers.name(id, entry.name, entry.label);
+  const item = el(
+    "li",
+    { class: `speaker voice ${colourClass(speakers.colour(id, entry.label))}`, "data-speaker-id": id, "data-speaker-label": entry.label },
+    el("span", { class: "swatch", "aria-hidden": "true" }),
+    el("span", { class: "who", text: name }),
+    el("span", { class: "help microphone", text: `(${entry.speaker}’s microphone)` }),
+  );
+  if (config.canRename) {
+    item.append(
+      el("button", {
+        type: "button",
+        class: "rename",
+        text: "Rename",
+        "aria-label": `Rename ${name}`,
+        onclick: () => labelRenameForm(entry, item),
+      }),
+    );
+  }
+  return item;
+}
+
+function labelRenameForm(entry, item) {
+  const id = String(entry.speaker_id);
+  const unnamed = labelDisplayName(entry.label);
+  const box = el("input", {
+    type: "text",
+    name: "display_name",
+    value: speakers.name(id, entry.name, entry.label),
+    maxLength: 80,
+    placeholder: unnamed,
+    autocomplete: "off",
+  });
+  const form = el(
+    "form",
+    { class: "rename-form" },
+    el("label", {}, `Name of ${unnamed} on ${entry.speaker}’s microphone (empty: ${unnamed})`, box),
+    el(
+      "div",
+      { class: "row" },
+      el("button", { type: "submit", class: "primary", text: "Save" }),
+      el("button", { type: "button", text: "Cancel", onclick: () => renderSpeakers() }),
+    ),
+  );
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const response = await fetch(`/api/sessions/${config.sessionId}/speaker-labels/`, {
+      method: "PATCH",
+      credentials: "same-origin",
+      headers: { "Content-Type": "application/json", "X-CSRFToken": csrfToken() },
+      body: JSON.stringify({ speaker_id: entry.speaker_id, label: entry.label, display_name: box.value }),
+    });
+    const body = await response.json().catch(() => ({}));
+    if (!response.ok) {
+      showProblem(problems, `Renaming failed: ${body.error || response.statusText}`);
+      return;
+    }
+    speakers.updateLabels([body]);
+    Object.assign(entry, body);
+    render();
+    const selector = `[data-speaker-id="${CSS.escape(id)}"][data-speaker-label="${CSS.escape(entry.label)}"] .rename`;
+    $("speakers").querySelector(selector)?.focus();
+  });
+  item.replaceChildren(form);
+  box.focus();
+  box.select();
+}
+
 // --- search -------------------------------------------------------------------------------
 
 const search = $("search");
 function applyFilter() {
   const needle = search.value.trim().toLowerCase();
-  const speaker = speakerFilter?.value || "";
+  const [speaker = "", label = null] = (speakerFilter?.value || "").split(":");
   const byId = new Map(config.utterances.map((u) => [String(u.id), u]));
   let shown = 0;
   let hits = 0;
@@ -341,7 +418,8 @@ function applyFilter() {
     for (const item of turn.querySelectorAll(".utt")) {
       const u = byId.get(item.dataset.utteranceId);
       const haystack = `${u.text} ${u.corrected_text}`.toLowerCase();
-      const visible = (!needle || haystack.includes(needle)) && (!speaker || String(u.speaker_id) === speaker);
+      const whose = (!speaker || String(u.speaker_id) === speaker) && (label === null || (u.speaker_label || "") === label);
+      const visible = (!needle || haystack.includes(needle)) && whose;
       item.hidden = !visible;
       unmark(item);
       if (visible && needle) hits += markHits(item, needle);

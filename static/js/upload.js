@@ -3,7 +3,7 @@
 // /api/jobs/ every LIST_POLL_MS and shows each one's status and progress, then, once done, the link
 // to its transcript page and its exports.
 
-import { el, formatSeconds, localizeTimes } from "./lines.js";
+import { colourClass, el, formatSeconds, labelDisplayName, labelNumber, localizeTimes } from "./lines.js";
 import { csrfToken, pageConfig } from "./page.js";
 
 const config = pageConfig();
@@ -67,6 +67,7 @@ form.addEventListener("submit", (event) => {
   const data = new FormData();
   data.append("file", input.files[0]);
   data.append("language", $("language").value);
+  data.append("diarize", $("diarize").checked ? "true" : "false");
   const xhr = new XMLHttpRequest();
   xhr.open("POST", "/api/jobs/");
   xhr.setRequestHeader("X-CSRFToken", csrfToken());
@@ -134,9 +135,12 @@ async function showTranscript(job) {
     ...transcript.segments.map((s) =>
       el(
         "li",
-        { class: "segment" },
+        { class: s.speaker_label ? `segment ${colourClass(labelNumber(s.speaker_label))}` : "segment" },
         el("span", { class: "when", text: `${formatSeconds(s.start)} – ${formatSeconds(s.end)}` }),
         " ",
+        // (a job with "Identify speakers": each segment's voice, "Speaker 1", "Speaker 2", ...)
+        s.speaker_label ? el("span", { class: "who", text: labelDisplayName(s.speaker_label) }) : null,
+        s.speaker_label ? " " : null,
         el("span", { class: "text", text: s.text }),
       ),
     ),

@@ -13,7 +13,14 @@ from rest_framework.test import APIClient
 
 from sessions_app.actions import do_add_member
 from sessions_app.live_stream import session_group
-from sessions_app.models import SPEAKER_COLOURS, SessionMember, SpeakerLabelName, Utterance
+from sessions_app.models import (
+    SPEAKER_COLOURS,
+    BatchJob,
+    SessionMember,
+    SpeakerLabelName,
+    TranscriptionSession,
+    Utterance,
+)
 from sessions_app.speakers import (
     do_rename_label,
     label_display_name,
@@ -204,3 +211,66 @@ def test_a_label_rename_tells_open_pages_after_the_commit(room, user, django_cap
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         do_rename_label(session, user.pk, "S2", "Carol")
     assert callbacks == []  # (the same name again changes nothing, tells nobody)
+
+
+def test_the_pages_show_a_labelled_line_by_its_label_in_its_colour(room, user, client):
+    session, _bob = room
+    SpeakerLabelName.objects.create(session=session, speaker=user, label="S2", display_name="Carol")
+    client.force_login(user)
+    account = _colour(session, user)
+    for url in (f"/sessions/{session.pk}/live/", f"/captions/{session.pk}/"):
+        page = client.get(url).content.decode()
+        head = '<div class="turn-head"><span class="who">Speaker 1</span>'
+        colour = (account + 1) % SPEAKER_COLOURS
+        assert f'class="turn speaker-c{colour}" data-speaker="alice" data-speaker-id="{user.pk}" ' in page, url
+        assert f'data-speaker-label="S1">{head}' in page, url
+        assert '<span class="who">Carol</span>' in page, url
+        assert page.count('data-speaker-label="S1"') == 4, url  # (two turns of S1, each with its one line)
+        config = client.get(url).context["page_config"]
+        assert [(entry["label"], entry["name"]) for entry in config["labels"]] == [("S1", "Speaker 1"), ("S2", "Carol")]
+
+    config = client.get(f"/sessions/{session.pk}/transcript/").context["page_config"]
+    assert [t["speaker_label"] for t in config["turns"]] == ["S1", "S2", "S1", ""]
+    assert [u["speaker_label"] for u in config["utterances"]] == ["S1", "S2", "S1", ""]
+    assert [entry["name"] for entry in config["labels"]] == ["Speaker 1", "Carol"]
+
+
+def test_a_new_session_with_a_room_microphone_and_its_settings_are_saved(db, user, other_user, client):
+    client.force_login(user)
+    client.post("/", {"title": "Board room", "language": "en", "room_microphone": "on"})
+    client.post("/", {"title": "Just me", "language": "en"})
+    sessions = {s.title: s for s in TranscriptionSession.objects.filter(owner=user)}
+    assert sessions["Board room"].room_microphone and not sessions["Just me"].room_microphone
+    page = client.get("/").content.decode()
+    assert "Room microphone (several people share one microphone)" in page
+    assert page.count('name="room_microphone" checked') == 1  # (Board room's settings)
+
+    session = sessions["Just me"]
+    client.post(f"/sessions/{session.pk}/settings/", {"room_microphone": "on"})
+    session.refresh_from_db()
+    assert session.room_microphone
+    client.post(f"/sessions/{session.pk}/settings/", {})
+    session.refresh_from_db()
+    assert not session.room_microphone
+    client.force_login(other_user)
+    assert client.post(f"/sessions/{session.pk}/settings/", {"room_microphone": "on"}).status_code == 404
+    session.refresh_from_db()
+    assert not session.room_microphone
+
+
+def test_a_diarized_jobs_page_names_its_segments_speaker_n(db, user, client):
+    job = BatchJob.objects.create(
+        owner=user, status=BatchJob.Status.DONE, original_filename="meeting.wav", diarize=True,
+        segments=[
+            {"start": 0.0, "end": 2.0, "text": "Hello", "speaker_label": "S1"},
+            {"start": 2.0, "end": 4.0, "text": "Hi there", "speaker_label": "S2"},
+            {"start": 4.0, "end": 5.0, "text": "Unlabelled"},
+        ],
+    )  # fmt: skip
+    client.force_login(user)
+    config = client.get(f"/jobs/{job.pk}/transcript/").context["page_config"]
+    assert [(t["speaker"], t["speaker_label"]) for t in config["turns"]] == [
+        ("Speaker 1", "S1"), ("Speaker 2", "S2"), ("", "")
+    ]  # fmt: skip
+    upload = client.get("/upload/").content.decode()
+    assert 'id="diarize"' in upload and "Identify speakers" in upload
