@@ -145,9 +145,9 @@ class UtteranceSerializer(serializers.ModelSerializer):
     class Meta:
         model = Utterance
         fields = [
-            "id", "sequence", "speaker", "speaker_id", "speaker_name", "start_s", "end_s", "text", "corrected_text",
-            "display_text", "words", "language", "confidence", "model_name", "corrected_by", "corrected_at",
-            "created_at", "source", "superseded_by", "spoken_at",
+            "id", "sequence", "speaker", "speaker_id", "speaker_name", "speaker_label", "start_s", "end_s", "text",
+            "corrected_text", "display_text", "words", "language", "confidence", "model_name", "corrected_by",
+            "corrected_at", "created_at", "source", "superseded_by", "spoken_at",
         ]  # fmt: skip
         read_only_fields = [f for f in fields if f != "corrected_text"]
 

@@ -272,6 +272,14 @@ def test_only_the_owner_may_change_the_room_microphone(user, make_user, make_ses
     assert _api(bob).get(f"/api/sessions/{session.pk}/").json()["room_microphone"] is False
 
 
+def test_the_utterances_api_carries_each_lines_label(room, user):
+    session, _bob = room
+    rows = _api(user).get(f"/api/sessions/{session.pk}/utterances/").json()["results"]
+    assert [(r["speaker"], r["speaker_label"]) for r in rows] == [
+        ("alice", "S1"), ("alice", "S1"), ("alice", "S2"), ("bob", ""), ("alice", "S1"),
+    ]  # fmt: skip
+
+
 def test_the_openapi_schema_documents_diarize_and_room_microphone(user):
     from drf_spectacular.generators import SchemaGenerator
 
@@ -284,3 +292,24 @@ def test_the_openapi_schema_documents_diarize_and_room_microphone(user):
     assert components["BatchJob"]["properties"]["diarize"]["readOnly"] is True
     assert components["Session"]["properties"]["room_microphone"]["type"] == "boolean"
     assert "patch" in schema["paths"]["/api/sessions/{id}/"]
+
+
+# --- the post-session pass's labels -----------------------------------------------------
+
+
+def test_the_pass_renames_its_labels_to_the_live_labels_of_the_same_voices():
+    from sessions_app.meeting_record.post_session import _keep_live_labels
+
+    live = [(0.0, 4.0, "S1"), (5.0, 9.0, "S2"), (10.0, 12.0, "S1")]
+    # The pass heard the second voice first (its S1 is the live S2) and a third voice at the end.
+    found = [
+        {"start": 0.2, "end": 3.9, "text": "a", "speaker_label": "S2"},
+        {"start": 5.1, "end": 8.8, "text": "b", "speaker_label": "S1"},
+        {"start": 10.0, "end": 12.0, "text": "c", "speaker_label": "S2"},
+        {"start": 13.0, "end": 16.0, "text": "d", "speaker_label": "S3"},
+    ]
+    kept = _keep_live_labels(found, live)
+    assert [s["speaker_label"] for s in kept] == ["S1", "S2", "S1", "S3"]
+    assert [s["text"] for s in kept] == ["a", "b", "c", "d"]
+    # Without live labels (a room microphone whose streams were not diarized) the pass's labels stay.
+    assert _keep_live_labels(found, []) == found
