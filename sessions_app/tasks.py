@@ -1,5 +1,7 @@
 """Celery tasks: batch transcription of uploaded files, and the post-session pass of ended sessions.
 
+A job with ``diarize`` gets its segments labelled by voice (``speaker_label`` "S1", "S2", ...).
+
 Each worker process keeps the Whisper models it has loaded (``_MODELS``), so only the first
 job of a process pays for loading. Progress goes to the database at most once a second;
 a heartbeat thread keeps ``heartbeat_at`` fresh between reports (see sessions_app/jobs.py).
@@ -135,6 +137,7 @@ def _transcribe_job(job_id: str) -> str:
             model=cached_model(job.model_name or settings.STT_FINAL_MODEL),
             prompt=job.prompt or None,
             temperature=job.temperature,
+            **({"diarize": True} if job.diarize else {}),  # (until stt_engine.batch takes diarize)
         )
     except JobDeletedError:
         logger.info("job %s was deleted while running", job_id)

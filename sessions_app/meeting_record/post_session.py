@@ -1,7 +1,12 @@
 """The post-session pass: once a session ends, each speaker's recording is transcribed again.
 
 ``end_session`` closes the session, tells its sockets (their streams stop, viewers are told) and
-queues the pass. The pass (``run_post_session_pass``, in a Celery worker) waits for the live
+queues the pass. A speaker whose live lines carry speaker labels (a diarized stream), and every
+speaker of a ``room_microphone`` session, is transcribed with diarization too; the pass's labels
+are mapped onto the live ones by time overlap (``stt_engine.diarizer.match_labels``), so "S2"
+stays the voice the meeting called "S2" and the names given to it during the meeting stay.
+
+The pass (``run_post_session_pass``, in a Celery worker) waits for the live
 streams to save their last finals, transcribes every speaker's whole recording with the batch
 function (beam 5, word times, silence skipped) and then, in one transaction for all speakers,
 stores the result as the current version of each speaker's utterances (``source=archive``;
@@ -164,6 +169,31 @@ def auto_end_if_idle(session_id, now: dt.datetime | None = None) -> bool:
     return True
 
 
+def _live_labels(session_id, speaker_id: int) -> list[tuple[float, float, str]]:
+    """The speaker's current labelled lines, ``(start, end, label)`` on the recording clock."""
+    rows = (
+        Utterance.objects.filter(session_id=session_id, speaker_id=speaker_id, superseded_by__isnull=True)
+        .exclude(speaker_label="")
+        .order_by("start_s")
+        .values_list("start_s", "end_s", "speaker_label")
+    )
+    return [(float(start), float(end), label) for start, end, label in rows]
+
+
+def _keep_live_labels(segments: list[dict[str, Any]], live: list[tuple[float, float, str]]) -> list[dict[str, Any]]:
+    """The pass's labels renamed to the live labels of the same voices (new voices get fresh labels)."""
+    found = [(float(s["start"]), float(s["end"]), s["speaker_label"]) for s in segments if s.get("speaker_label")]
+    if not live or not found:
+        return segments
+    from stt_engine.diarizer import match_labels  # (the voice encoder's torch: only diarized sessions load it)
+
+    mapping = match_labels(live, found)
+    return [
+        {**s, "speaker_label": mapping.get(s["speaker_label"], s["speaker_label"])} if s.get("speaker_label") else s
+        for s in segments
+    ]
+
+
 @dataclass
 class _SpeakerAudio:
     speaker_id: int
@@ -253,6 +283,7 @@ def _segments(result: BatchResult, model_name: str) -> list[dict[str, Any]]:
                 "language": result.language,
                 "confidence": confidence,
                 "model": model_name,
+                "speaker_label": getattr(segment, "speaker_label", ""),
             }
         )
     return segments
@@ -275,6 +306,7 @@ def _add_rows(session_id, speaker_id: int, segments: list[dict[str, Any]], recor
             confidence=segment["confidence"],
             model_name=segment["model"],
             source=Utterance.Source.ARCHIVE,
+            speaker_label=segment.get("speaker_label") or "",
             spoken_at=recorded_from + dt.timedelta(seconds=start),
         )
 
@@ -364,6 +396,8 @@ def run_post_session_pass(
         model = model_loader(model_name) if model_loader is not None and recordings else None
         versions: dict[int, list[dict[str, Any]]] = {}
         for recording in recordings:
+            live_labels = _live_labels(session_id, recording.speaker_id)
+            diarize = session.room_microphone or bool(live_labels)
             result = transcribe(
                 recording.path,
                 model_path_or_name=model_name,
@@ -374,8 +408,9 @@ def run_post_session_pass(
                 beam_size=settings.STT_ARCHIVE_BEAM_SIZE,
                 progress=progress.speaker(recording.duration_s),
                 model=model,
+                **({"diarize": True} if diarize else {}),  # (until stt_engine.batch takes diarize)
             )
-            versions[recording.speaker_id] = _segments(result, model_name)
+            versions[recording.speaker_id] = _keep_live_labels(_segments(result, model_name), live_labels)
         _store(session_id, versions)
     except SessionDeletedError:
         logger.info("session %s was deleted during its post-session pass", session_id)
