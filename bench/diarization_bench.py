@@ -19,11 +19,12 @@ with each ``stt_revised`` applied, :func:`bench.engine_bench.current_finals`), w
 finals alone beside it:
 
 - DER (``pyannote.metrics`` ``DiarizationErrorRate``, 0.25 s collar) per conversation size,
-  pooled (error seconds / reference seconds). The hypothesis is each line's words, start to
-  end, grouped by the line's ``speaker_label`` and merged across gaps under 0.5 s: word times
-  follow the speech, while a line's start and end hold the VAD's padding (the DER from line
-  bounds is printed too). Missed speech and false alarms count, so the ASR's dropped words
-  are in it.
+  pooled (error seconds / reference seconds). The hypothesis is each line from its start to
+  its end (its first word's start to its last word's end), by the line's ``speaker_label``,
+  merged across gaps under 0.5 s. A reference turn spans its speech, pauses inside it
+  included, and so does a line; the words alone (``der_*_from_words``, printed too) leave a
+  turn's inner pauses out and count them as missed speech. Missed speech and false alarms
+  count, so the ASR's dropped words are in it.
 - cpWER: per reference speaker its turns' text in order, per label its lines' text in order,
   the one-to-one assignment with the fewest word errors (unmatched speakers: all deletions,
   unmatched labels: all insertions), errors / reference words. ``wer``: the same streams
@@ -32,8 +33,10 @@ finals alone beside it:
 - ``extra_cpu_s_per_audio_s``: process CPU seconds with diarize on minus off, per audio second,
   beside the diarizer's own ``SessionStats.diarize_cpu_s`` per audio second (the difference of
   two runs of the whole engine carries their noise; the stats figure is the diarizer alone).
-- ``final_latency_p50``: end of speech to the final of a conversation's last utterance, as
-  engine_bench measures it, with diarize on (and off, beside it).
+- ``final_latency_p50``: end of speech to final, as engine_bench measures it (energy bounds
+  of the speech, time the final is shown on the simulated clock), for each utterance a pause
+  closed, with diarize on (off beside it); ``final_latency_last_p50`` is engine_bench's
+  figure exactly: a conversation's last utterance only (its length dominates it).
 
 Usage::
 
@@ -88,6 +91,7 @@ __all__ = [
     "prefix_cut",
     "quietest_near",
     "render_conversation",
+    "utterance_latencies",
     "whisper_word_timer",
 ]
 
@@ -470,14 +474,15 @@ def render_conversation(plan: ConversationPlan, folder: Path, word_times: WordTi
 
 
 def hypothesis_segments(
-    lines: Sequence[events.Final], offset_s: float = 0.0, from_words: bool = True, merge_gap_s: float = MERGE_GAP_S
+    lines: Sequence[events.Final], offset_s: float = 0.0, from_words: bool = False, merge_gap_s: float = MERGE_GAP_S
 ) -> list[tuple[float, float, str]]:
     """Who spoke when according to the transcript's lines: ``(start, end, label)`` on the conversation's clock.
 
     Args:
         lines: the transcript's finals (with revisions applied).
         offset_s: stream time of the conversation's start (the silence fed before it).
-        from_words: each word's start to end (a line without words: its bounds); else each line's start to end.
+        from_words: each word's start to end (a line without words: its bounds) instead of each
+            line's start to end (its first word's start to its last word's end).
         merge_gap_s: spans of one label closer than this are merged.
     """
     spans: dict[str, list[tuple[float, float]]] = defaultdict(list)
@@ -603,6 +608,9 @@ class StreamResult:
     cpu_s: float
     diarize_cpu_s: float
     final_latency_s: float | None
+    """End of the conversation's speech to its last final (engine_bench's measure of a clip)."""
+    utterance_latencies: list[float]
+    """End of speech to final of each utterance the speakers' pauses closed (see :func:`utterance_latencies`)."""
     revisions: int = 0
     labels: list[str] = field(default_factory=list)
 
@@ -624,9 +632,37 @@ def _stream(config, models, conversation: Conversation, chunk_ms: int) -> Stream
         cpu_s=cpu,
         diarize_cpu_s=session.stats.diarize_cpu_s,
         final_latency_s=latency,
+        utterance_latencies=utterance_latencies(finals, [LEAD_S + turn.end for turn in conversation.turns]),
         revisions=sum(isinstance(e, events.Revised) for _, e in shown),
         labels=sorted({line.speaker_label for line in lines} - {""}),
     )
+
+
+def utterance_latencies(finals: Sequence[tuple[float, events.Final]], speech_ends: Sequence[float]) -> list[float]:
+    """End of speech to final, per utterance that a pause (or the end) closed.
+
+    Args:
+        finals: ``(time shown, final)`` on the stream clock; finals shown together (one
+            utterance split at a change of voice) count once, at their last word.
+        speech_ends: where each reference turn's speech ends, on the stream clock.
+
+    Returns:
+        For each group of finals whose last word ends at (or up to 0.25 s before: word times
+        are approximate) the end of a turn not counted yet, the time shown minus the latest such end.
+        Finals cut inside a turn (15 s without a pause) end no turn and are left out.
+    """
+    latencies = []
+    counted = float("-inf")
+    groups: dict[float, list[events.Final]] = defaultdict(list)
+    for shown_at, final in finals:
+        groups[shown_at].append(final)
+    for shown_at, group in sorted(groups.items()):
+        last_word = max(final.end for final in group)
+        ended = [end for end in speech_ends if counted < end <= last_word + 0.25]
+        if ended:
+            counted = max(ended)
+            latencies.append(shown_at - counted)
+    return latencies
 
 
 def _score(conversation: Conversation, lines: list[events.Final]) -> dict:
@@ -659,6 +695,10 @@ def _p50(values: list[float]) -> float | None:
     return float(np.percentile(values, 50)) if values else None
 
 
+def _p95(values: list[float]) -> float | None:
+    return float(np.percentile(values, 95)) if values else None
+
+
 def _ratio(a: float, b: float) -> float | None:
     return a / b if b else None
 
@@ -682,7 +722,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--manifest", type=Path, default=DEFAULT_MANIFEST, help="folder with manifest.jsonl")
     parser.add_argument("--sizes", default="2,3,4", help="speakers per conversation, comma-separated")
-    parser.add_argument("--limit", type=int, default=4, help="conversations of each size")
+    parser.add_argument(
+        "--limit", type=int, default=2, help="conversations of each size (2: about 15 minutes on 2 cores)"
+    )
     parser.add_argument("--seed", type=int, default=19)
     parser.add_argument("--json", type=Path, help="write the summary here")
     parser.add_argument("--chunk-ms", type=int, default=40)
@@ -784,8 +826,8 @@ def _row(entry: dict) -> dict:
         "short_turns": sum(t.end - t.start < MIN_TURN_S for t in conversation.turns),
         "labels_found": len(on.labels),
         "labels": on.labels,
-        "der": _der([scored["der_words"]]),
-        "der_line_bounds": _der([scored["der_lines"]]),
+        "der": _der([scored["der_lines"]]),
+        "der_from_words": _der([scored["der_words"]]),
         "cpwer": _ratio(scored["cp_errors"], scored["cp_words"]),
         "wer": _ratio(scored["errors"], scored["words"]),
         "wer_diarize_off": None if scored_off is None else _ratio(scored_off["errors"], scored_off["words"]),
@@ -807,7 +849,7 @@ def _summarize(per_conversation: list[dict], sizes: list[int], args, build_s: fl
     rows = [_row(e) for e in per_conversation]
     fed_s = sum(row["duration_s"] + LEAD_S + TAIL_S for row in rows)
 
-    def der_of(size: int, key: str = "scored", part: str = "der_words") -> float | None:
+    def der_of(size: int, key: str = "scored", part: str = "der_lines") -> float | None:
         return _der([e[key][part] for e, row in zip(per_conversation, rows, strict=True) if row["speakers"] == size])
 
     def pooled(key: str, errors: str = "errors", words: str = "words") -> float | None:
@@ -824,6 +866,9 @@ def _summarize(per_conversation: list[dict], sizes: list[int], args, build_s: fl
     noisy = process is None or abs(process - stats) > max(0.02, stats)
 
     def latency(run: str) -> float | None:
+        return _p50([value for e in per_conversation if e[run] for value in e[run].utterance_latencies])
+
+    def last_latency(run: str) -> float | None:
         values = [e[run].final_latency_s for e in per_conversation if e[run] and e[run].final_latency_s is not None]
         return _p50(values)
 
@@ -837,7 +882,8 @@ def _summarize(per_conversation: list[dict], sizes: list[int], args, build_s: fl
         "final_latency_p50": latency("on"),
         # Beside them.
         "scored_on": "the transcript with each stt_revised applied (refinement on); *_live: the live finals alone",
-        "der_from": "each line's words grouped by speaker_label, merged across gaps < 0.5 s (collar 0.25 s)",
+        "der_from": "each line's start to end (first to last word) by speaker_label, merged across gaps < 0.5 s"
+        " (collar 0.25 s); *_from_words: each word's start to end",
         "extra_cpu_from": "SessionStats.diarize_cpu_s (the on-off process difference is noise here)"
         if noisy
         else "process CPU with diarize on minus off",
@@ -845,12 +891,12 @@ def _summarize(per_conversation: list[dict], sizes: list[int], args, build_s: fl
         "diarize_cpu_s_per_audio_s": stats,
         "cpu_s_per_audio_s_on": cpu_on / fed_s,
         "cpu_s_per_audio_s_off": None if cpu_off is None else cpu_off / fed_s,
-        **{f"der_{size}spk_line_bounds": der_of(size, part="der_lines") for size in sizes},
+        **{f"der_{size}spk_from_words": der_of(size, part="der_words") for size in sizes},
         **{f"der_{size}spk_live": der_of(size, key="scored_live") for size in sizes},
         **{
             f"der_{size}spk_seconds": {
                 part: sum(
-                    e["scored"]["der_words"][part]
+                    e["scored"]["der_lines"][part]
                     for e, row in zip(per_conversation, rows, strict=True)
                     if row["speakers"] == size
                 )
@@ -862,6 +908,10 @@ def _summarize(per_conversation: list[dict], sizes: list[int], args, build_s: fl
         "wer_live": pooled("scored_live"),
         "wer_diarize_off": pooled("scored_off") if have_off else None,
         "final_latency_p50_diarize_off": latency("off") if have_off else None,
+        "final_latency_from": "end of each turn's speech to the final of the utterance its pause closed",
+        "final_latency_p95": _p95([value for e in per_conversation for value in e["on"].utterance_latencies]),
+        "final_latency_last_p50": last_latency("on"),
+        "final_latency_last_p50_diarize_off": last_latency("off") if have_off else None,
         "conversations": len(rows),
         "audio_s": sum(row["duration_s"] for row in rows),
         "turns": sum(row["turns"] for row in rows),

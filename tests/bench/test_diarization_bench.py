@@ -25,6 +25,7 @@ from bench.diarization_bench import (
     prefix_cut,
     quietest_near,
     render_conversation,
+    utterance_latencies,
     whisper_word_timer,
 )
 from stt_engine import events
@@ -228,9 +229,26 @@ def test_the_hypothesis_is_each_labels_words_merged_across_short_gaps() -> None:
         events.Final(text="e", start=4.2, end=5.0, speaker_label="S1"),
     ]  # fmt: skip
 
-    assert hypothesis_segments(lines, offset_s=0.5) == [
+    assert hypothesis_segments(lines, offset_s=0.5, from_words=True) == [
         (0.1, 1.3, "S1"),  # a and b, 0.3 s apart: one span
         (2.1, 2.5, "S2"),
         (3.1, 4.5, "S1"),  # d, and e's bounds (no words) 0.2 s later
     ]
-    assert hypothesis_segments(lines, from_words=False) == [(0.4, 2.5, "S1"), (2.5, 3.5, "S2"), (3.5, 5.0, "S1")]
+    assert hypothesis_segments(lines) == [(0.4, 2.5, "S1"), (2.5, 3.5, "S2"), (3.5, 5.0, "S1")]
+
+
+def test_final_latency_counts_each_turn_end_once_from_the_finals_shown_after_it() -> None:
+    def final(start: float, end: float) -> events.Final:
+        return events.Final(text="x", start=start, end=end)
+
+    shown = [
+        (5.0, final(1.0, 4.0)),  # "4.0": its last word ends 0.1 s before the energy says
+        (9.5, final(4.6, 6.0)),  # one utterance split at a change of voice: two finals at once
+        (9.5, final(6.2, 7.9)),
+        (11.2, final(8.4, 11.0)),  # cut inside a turn: no turn ends by then
+        (13.0, final(11.0, 12.1)),
+    ]
+
+    latencies = utterance_latencies(shown, speech_ends=[4.1, 8.0, 12.0])
+
+    assert latencies == pytest.approx([0.9, 1.5, 1.0])
