@@ -342,7 +342,7 @@ function renderLabel(entry) {
     { class: `speaker voice ${colourClass(speakers.colour(id, entry.label))}`, "data-speaker-id": id, "data-speaker-label": entry.label },
     el("span", { class: "swatch", "aria-hidden": "true" }),
     el("span", { class: "who", text: name }),
-    el("span", { class: "help microphone", text: `(${entry.speaker}’s microphone)` }),
+    el("span", { class: "help microphone", text: `(${entry.speaker}'s microphone)` }),
   );
   if (config.canRename) {
     item.append(
@@ -372,7 +372,7 @@ function labelRenameForm(entry, item) {
   const form = el(
     "form",
     { class: "rename-form" },
-    el("label", {}, `Name of ${unnamed} on ${entry.speaker}’s microphone (empty: ${unnamed})`, box),
+    el("label", {}, `Name of ${unnamed} on ${entry.speaker}'s microphone (empty: ${unnamed})`, box),
     el(
       "div",
       { class: "row" },
