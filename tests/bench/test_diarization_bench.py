@@ -252,3 +252,7 @@ def test_final_latency_counts_each_turn_end_once_from_the_finals_shown_after_it(
     latencies = utterance_latencies(shown, speech_ends=[4.1, 8.0, 12.0])
 
     assert latencies == pytest.approx([0.9, 1.5, 1.0])
+
+
+def test_a_voice_recorded_under_other_conditions_is_left_out(plans: list[ConversationPlan]) -> None:
+    assert not any(turn.audio == "mfa_cold_corpus.wav" for plan in plans for turn in plan.turns)
