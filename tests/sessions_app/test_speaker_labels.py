@@ -274,3 +274,10 @@ def test_a_diarized_jobs_page_names_its_segments_speaker_n(db, user, client):
     ]  # fmt: skip
     upload = client.get("/upload/").content.decode()
     assert 'id="diarize"' in upload and "Identify speakers" in upload
+
+
+def test_the_session_list_counts_a_room_microphones_voices_as_speakers(room, user, client):
+    session, _bob = room
+    SpeakerLabelName.objects.create(session=session, speaker=user, label="S2", display_name="Carol")
+    client.force_login(user)
+    assert "3 speakers: bob, Carol, Speaker 1" in client.get("/").content.decode()
