@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import os
+import re
 import shutil
 import threading
 from pathlib import Path
@@ -18,7 +19,7 @@ from django.utils import timezone
 from playwright.sync_api import expect
 
 from sessions_app.live_stream import session_group
-from sessions_app.live_transcripts import utterance_message
+from sessions_app.live_transcripts import utterance_fields, utterance_message
 from sessions_app.models import BatchJob, SpeakerLabelName, TranscriptionSession, Utterance
 from tests.browser.conftest import PASSWORD, sign_in, wait_until
 
@@ -200,6 +201,33 @@ def test_a_voice_first_heard_live_reads_speaker_3_and_is_renamed_in_place(site, 
             expect(shown.locator("#finals .turn .who")).to_have_text(["Speaker 1", "Speaker 2", "Speaker 1", "Dave"])
         assert [c[0] for c in _colours(viewer, "#finals")][-1] == ON_BLACK[3]
         shot(viewer, "labels-captions-live-renamed")
+
+        # The refinement hears the third turn's two lines as two voices: the turn splits where the voice changes.
+        third = list(Utterance.objects.filter(session=session, sequence__in=[3, 4]).order_by("sequence"))
+        revised = []
+        for seq, (old, label) in enumerate(zip(third, ["S1", "S2"], strict=True), start=len(ROWS) + len(more) + 1):
+            revised.append(
+                Utterance.objects.create(
+                    session=session, speaker=alice, speaker_label=label, sequence=seq, start_s=old.start_s,
+                    end_s=old.end_s, text=old.text, spoken_at=old.spoken_at, source=Utterance.Source.REFINED,
+                )
+            )  # fmt: skip
+        Utterance.objects.filter(pk=third[0].pk).update(superseded_by=revised[0])
+        Utterance.objects.filter(pk=third[1].pk).update(superseded_by=revised[1])
+        message = {
+            "type": "stt_revised", "replaces": [u.pk for u in third],
+            "utterances": [utterance_fields(u) for u in revised], "speaker": "alice", "speaker_id": alice.pk,
+            "session_id": str(session.pk),
+        }  # fmt: skip
+        _broadcast(message, session_group(session.pk))
+        split = ["Speaker 1", "Speaker 2", "Speaker 1", "Speaker 2", "Dave"]
+        for shown, palette in ((page, ON_WHITE), (viewer, ON_BLACK)):
+            expect(shown.locator("#finals .turn .who")).to_have_text(split)
+            expect(shown.locator("#finals .turn").nth(3)).to_have_text(re.compile(r"Speaker 2 .*Any objections\?"))
+            assert [c[0] for c in _colours(shown, "#finals")] == [palette[n] for n in (1, 2, 1, 2, 3)]
+        shot(page, "labels-live-revised-split")
+        page.reload()  # (the server's turns say the same)
+        expect(page.locator("#finals .turn .who")).to_have_text(split)
     finally:
         context.close()
 
