@@ -322,3 +322,39 @@ def test_a_diarized_jobs_transcript_page_shows_speaker_n_in_colours(site, browse
         shot(page, "labels-job-transcript")
     finally:
         context.close()
+
+
+def test_a_room_microphone_streamed_from_chromium_labels_its_voice_speaker_1(
+    site, browser, make_user, make_session, shot
+):
+    """The real path: Chromium's microphone (one speaker, the dev clip) into a room-microphone session,
+    the engine's diarizer labels the finals, the pages name them by their label."""
+    alice = make_user("alice", password=PASSWORD)
+    session = make_session(alice, "Room rehearsal", "en")
+    TranscriptionSession.objects.filter(pk=session.pk).update(room_microphone=True)
+    context = browser.new_context(viewport={"width": 1200, "height": 800})
+    try:
+        viewer = context.new_page()
+        viewer.goto(f"{site.url}/captions/{session.pk}/?token={session.share_token}")
+        expect(viewer.locator("#live-dot")).to_have_attribute("data-live", "true")
+        page = context.new_page()
+        sign_in(page, site, "alice")
+        page.goto(f"{site.url}/sessions/{session.pk}/live/")
+        expect(page.locator("#stt-state")).to_have_text("Idle")
+        page.get_by_role("button", name="Start microphone").click()
+        expect(page.locator("#finals .final")).not_to_have_count(0, timeout=150_000)
+        page.get_by_role("button", name="Stop microphone").click()
+        expect(page.locator("#stt-state")).to_have_text("Idle", timeout=60_000)
+
+        labels = set(Utterance.objects.filter(session=session).values_list("speaker_label", flat=True))
+        assert labels == {"S1"}, labels
+        for shown, palette in ((page, ON_WHITE), (viewer, ON_BLACK)):
+            expect(shown.locator("#finals .turn .who").first).to_have_text("Speaker 1")
+            assert set(shown.locator("#finals .turn .who").all_inner_texts()) == {"Speaker 1"}
+            assert {c[0] for c in _colours(shown, "#finals")} == {palette[1]}
+            assert set(shown.eval_on_selector_all("#finals .final", "ls => ls.map(l => l.dataset.speakerLabel)")) == {
+                "S1"
+            }
+        shot(page, "labels-live-room-microphone")
+    finally:
+        context.close()
