@@ -37,8 +37,9 @@ finals alone beside it:
   says which; both are in the JSON): two runs of the whole engine on a busy machine differ by
   more than the diarizer costs.
 - ``final_latency_p50``: end of speech to final, as engine_bench measures it (energy bounds
-  of the speech, time the final is shown on the simulated clock), for each utterance a pause
-  closed, with diarize on (off beside it); ``final_latency_last_p50`` is engine_bench's
+  of the speech, time the final is shown on the simulated clock), for each turn whose pause
+  (at least ``post_speech_silence_s``) or the end closed its utterance, with diarize on (off
+  beside it); ``final_latency_last_p50`` is engine_bench's
   figure exactly: a conversation's last utterance only (its length dominates it).
 
 Usage::
@@ -85,6 +86,7 @@ __all__ = [
     "PlannedTurn",
     "Turn",
     "WordTimer",
+    "closing_turn_ends",
     "cp_word_errors",
     "diarization_error",
     "hypothesis_segments",
@@ -641,10 +643,25 @@ def _stream(config, models, conversation: Conversation, chunk_ms: int) -> Stream
         cpu_s=cpu,
         diarize_cpu_s=session.stats.diarize_cpu_s,
         final_latency_s=latency,
-        utterance_latencies=utterance_latencies(finals, [LEAD_S + turn.end for turn in conversation.turns]),
+        utterance_latencies=utterance_latencies(
+            finals, [LEAD_S + end for end in closing_turn_ends(conversation, config)]
+        ),
         revisions=sum(isinstance(e, events.Revised) for _, e in shown),
         labels=sorted({line.speaker_label for line in lines} - {""}),
     )
+
+
+def closing_turn_ends(conversation: Conversation, config) -> list[float]:
+    """Ends of the turns whose pause is long enough to close an utterance (and of the last turn).
+
+    After a shorter pause the utterance goes on into the next turn: its speech has not ended.
+    """
+    turns = conversation.turns
+    return [
+        turn.end
+        for turn, after in zip(turns, [*turns[1:], None], strict=True)
+        if after is None or after.start - turn.end >= config.post_speech_silence_s
+    ]
 
 
 def utterance_latencies(finals: Sequence[tuple[float, events.Final]], speech_ends: Sequence[float]) -> list[float]:
@@ -845,6 +862,8 @@ def _row(entry: dict) -> dict:
         "cpu_s_off": None if off is None else off.cpu_s,
         "diarize_cpu_s": on.diarize_cpu_s,
         "final_latency_s": on.final_latency_s,
+        "utterance_latencies_s": [round(v, 3) for v in on.utterance_latencies],
+        "utterance_latencies_s_diarize_off": None if off is None else [round(v, 3) for v in off.utterance_latencies],
         "revisions": on.revisions,
         "reference": [[t.speaker, t.start, t.end, t.text] for t in conversation.turns],
         "transcript": [
@@ -917,7 +936,8 @@ def _summarize(per_conversation: list[dict], sizes: list[int], args, build_s: fl
         "wer_live": pooled("scored_live"),
         "wer_diarize_off": pooled("scored_off") if have_off else None,
         "final_latency_p50_diarize_off": latency("off") if have_off else None,
-        "final_latency_from": "end of each turn's speech to the final of the utterance its pause closed",
+        "final_latency_from": "end of speech to the final, for each turn whose pause (>= post_speech_silence_s)"
+        " or the end closed its utterance",
         "final_latency_p95": _p95([value for e in per_conversation for value in e["on"].utterance_latencies]),
         "final_latency_last_p50": last_latency("on"),
         "final_latency_last_p50_diarize_off": last_latency("off") if have_off else None,
