@@ -157,10 +157,10 @@ class EngineConfig:
 
     diarize: bool = False
     diarize_threshold: float = 0.75
-    diarize_split_threshold: float = 0.7
+    diarize_split_threshold: float = 0.75
     diarize_min_speaker_s: float = 2.0
     diarize_min_piece_s: float = 1.0
-    diarize_merge_threshold: float = 0.9
+    diarize_merge_threshold: float = 0.85
     diarize_step_s: float = 0.4
     diarize_weights: str = ""
 

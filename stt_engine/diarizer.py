@@ -44,6 +44,7 @@ __all__ = [
     "SpeakerRun",
     "VoiceEncoder",
     "default_weights_path",
+    "label_regions",
     "label_segments",
     "load_voice_encoder",
     "match_labels",
@@ -254,15 +255,19 @@ class DiarizerOptions:
     point are less similar than this. ``min_speaker_s``: a piece shorter than this never opens a
     new speaker. ``min_piece_s``: the shortest piece a span is split into. ``merge_threshold``:
     two speakers whose centroids grow this similar become one (the later label maps to the
-    earlier). ``step_s``: seconds between the 1.6 s embedding windows.
+    earlier). ``step_s``: seconds between the 1.6 s embedding windows. A speaker heard for less
+    than ``young_s`` is matched with ``young_margin`` less similarity (its centroid is one or two
+    short pieces). Defaults tuned on conversations of the dev clips (see the README).
     """
 
     threshold: float = 0.75
-    split_threshold: float = 0.7
+    split_threshold: float = 0.75
     min_speaker_s: float = 2.0
     min_piece_s: float = 1.0
-    merge_threshold: float = 0.9
+    merge_threshold: float = 0.85
     step_s: float = 0.4
+    young_margin: float = 0.08
+    young_s: float = 4.0
 
     @classmethod
     def from_config(cls, config: EngineConfig) -> DiarizerOptions:
@@ -432,10 +437,16 @@ class Diarizer:
         self._starts.append(region.start)
 
     def _best(self, embedding: np.ndarray) -> tuple[_Cluster | None, float]:
+        """The nearest speaker and its similarity, a young one's raised by ``young_margin``.
+
+        A speaker heard for less than ``young_s`` has a centroid of one or two short pieces,
+        further from the next piece of the same voice than a settled centroid would be.
+        """
         live = [c for c in self._clusters if c.label not in self._alias]
         if not live:
             return None, -1.0
-        sims = [float(c.centroid @ embedding) for c in live]
+        opts = self.options
+        sims = [float(c.centroid @ embedding) + (opts.young_margin if c.seconds < opts.young_s else 0.0) for c in live]
         i = int(np.argmax(sims))
         return live[i], sims[i]
 
@@ -560,27 +571,27 @@ class _Segment(Protocol):
     words: Sequence[_Timed]
 
 
-def label_segments(
+def label_regions(
     audio16k: np.ndarray,
-    segments: Sequence[_Segment],
+    spans: Sequence[tuple[float, float]],
     encoder: VoiceEncoder | None = None,
     options: DiarizerOptions | None = None,
-) -> list[list[SpeakerRun]]:
-    """Label the segments of a whole recording (offline: cluster everything, then assign).
+) -> list[list[SpeakerRegion]]:
+    """Label the spans of speech of a whole recording (offline: cluster everything, then assign).
 
-    Pass one clusters the segments' pieces online, in time order, as a stream would; pass two
+    Pass one clusters the spans' pieces online, in time order, as a stream would; pass two
     gives every piece the nearest of the final speakers (those with ``min_speaker_s`` of speech
     at least), so early pieces profit from what was learnt later. Labels are renumbered by first
     appearance.
 
     Args:
-        audio16k: the recording, float32 at 16 kHz, on the segments' clock (0 s = sample 0).
-        segments: objects with ``start``, ``end`` and ``words`` (each with ``start``, ``end``).
+        audio16k: the recording, float32 at 16 kHz (0 s = sample 0).
+        spans: ``(start, end)`` seconds of each span of speech, in time order.
         encoder: the voice encoder; loaded from the resemblyzer wheel when ``None``.
         options: clustering settings.
 
     Returns:
-        For each segment, its runs of words by speaker (:func:`speaker_runs`), in order.
+        For each span, its labelled regions in order.
 
     Raises:
         DiarizerWeightsError: no encoder given and its weights are missing.
@@ -589,9 +600,9 @@ def label_segments(
     opts = diarizer.options
     all_pieces: list[list[_Piece]] = []
     previous: str | None = None
-    for segment in segments:
-        first = max(0, int(segment.start * SAMPLE_RATE))
-        last = min(len(audio16k), max(first + 1, math.ceil(segment.end * SAMPLE_RATE)))
+    for start, end in spans:
+        first = max(0, int(start * SAMPLE_RATE))
+        last = min(len(audio16k), max(first + 1, math.ceil(end * SAMPLE_RATE)))
         pieces = diarizer.pieces(np.asarray(audio16k[first:last], dtype=np.float32), first / SAMPLE_RATE)
         for piece in pieces:
             piece.label = diarizer._assign(piece, previous, learn=True)
@@ -610,13 +621,41 @@ def label_segments(
             previous = best
             piece.label = renamed.setdefault(best, f"S{len(renamed) + 1}")
     out = []
-    for segment, pieces in zip(segments, all_pieces, strict=True):
+    for pieces in all_pieces:
         regions: list[SpeakerRegion] = []
         for piece in pieces:
             if regions and regions[-1].label == piece.label:
                 regions[-1] = SpeakerRegion(regions[-1].start, piece.end, piece.label)
             else:
                 regions.append(SpeakerRegion(piece.start, piece.end, piece.label))
+        out.append(regions)
+    return out
+
+
+def label_segments(
+    audio16k: np.ndarray,
+    segments: Sequence[_Segment],
+    encoder: VoiceEncoder | None = None,
+    options: DiarizerOptions | None = None,
+) -> list[list[SpeakerRun]]:
+    """Label the transcribed segments of a whole recording, and find the speaker changes inside them.
+
+    Args:
+        audio16k: the recording, float32 at 16 kHz, on the segments' clock (0 s = sample 0).
+        segments: objects with ``start``, ``end`` and ``words`` (each with ``start``, ``end``), in order.
+        encoder, options: as in :func:`label_regions`.
+
+    Returns:
+        For each segment, its runs of words by speaker (:func:`speaker_runs`), in order; a
+        segment without words is one run.
+
+    Raises:
+        DiarizerWeightsError: no encoder given and its weights are missing.
+    """
+    spans = [(segment.start, segment.end) for segment in segments]
+    labelled = label_regions(audio16k, spans, encoder, options)
+    out = []
+    for segment, regions in zip(segments, labelled, strict=True):
         runs = speaker_runs(segment.words, regions)
         out.append(runs or [SpeakerRun("S1", 0, 0, segment.start, segment.end)])
     return out
