@@ -37,9 +37,9 @@ finals alone beside it:
   says which; both are in the JSON): two runs of the whole engine on a busy machine differ by
   more than the diarizer costs.
 - ``final_latency_p50``: end of speech to final, as engine_bench measures it (energy bounds
-  of the speech, time the final is shown on the simulated clock), for each turn whose pause
-  (at least ``post_speech_silence_s``) or the end closed its utterance, with diarize on (off
-  beside it); ``final_latency_last_p50`` is engine_bench's
+  of the speech, time the final is shown on the simulated clock), for each utterance that
+  ended with a turn's speech (its last word within 0.4 s of the turn's end; one that ran on
+  into the next turn is left out), with diarize on (off beside it); ``final_latency_last_p50`` is engine_bench's
   figure exactly: a conversation's last utterance only (its length dominates it).
 
 Usage::
@@ -86,7 +86,6 @@ __all__ = [
     "PlannedTurn",
     "Turn",
     "WordTimer",
-    "closing_turn_ends",
     "cp_word_errors",
     "diarization_error",
     "hypothesis_segments",
@@ -114,6 +113,8 @@ SNAP_S = 0.15
 MARGIN_S = 0.1
 """Audio kept around a turn's speech bounds (the rest of the clip's silence is trimmed)."""
 MERGE_GAP_S = 0.5
+UTTERANCE_END_S = 0.4
+"""A final whose last word ends this close to a turn's end closed its utterance there."""
 OTHER_CONDITIONS = {
     "mfa_cold_corpus.wav": "mfa_acoustic_corpus.wav's speaker with a cold, recorded in another room (he says so)",
 }
@@ -643,29 +644,14 @@ def _stream(config, models, conversation: Conversation, chunk_ms: int) -> Stream
         cpu_s=cpu,
         diarize_cpu_s=session.stats.diarize_cpu_s,
         final_latency_s=latency,
-        utterance_latencies=utterance_latencies(
-            finals, [LEAD_S + end for end in closing_turn_ends(conversation, config)]
-        ),
+        utterance_latencies=utterance_latencies(finals, [LEAD_S + turn.end for turn in conversation.turns]),
         revisions=sum(isinstance(e, events.Revised) for _, e in shown),
         labels=sorted({line.speaker_label for line in lines} - {""}),
     )
 
 
-def closing_turn_ends(conversation: Conversation, config) -> list[float]:
-    """Ends of the turns whose pause is long enough to close an utterance (and of the last turn).
-
-    After a shorter pause the utterance goes on into the next turn: its speech has not ended.
-    """
-    turns = conversation.turns
-    return [
-        turn.end
-        for turn, after in zip(turns, [*turns[1:], None], strict=True)
-        if after is None or after.start - turn.end >= config.post_speech_silence_s
-    ]
-
-
 def utterance_latencies(finals: Sequence[tuple[float, events.Final]], speech_ends: Sequence[float]) -> list[float]:
-    """End of speech to final, per utterance that a pause (or the end) closed.
+    """End of speech to final, per utterance that ended where a turn ended.
 
     Args:
         finals: ``(time shown, final)`` on the stream clock; finals shown together (one
@@ -673,21 +659,20 @@ def utterance_latencies(finals: Sequence[tuple[float, events.Final]], speech_end
         speech_ends: where each reference turn's speech ends, on the stream clock.
 
     Returns:
-        For each group of finals whose last word ends at (or up to 0.25 s before: word times
-        are approximate) the end of a turn not counted yet, the time shown minus the latest such end.
-        Finals cut inside a turn (15 s without a pause) end no turn and are left out.
+        For each group of finals whose last word ends within ``UTTERANCE_END_S`` of a turn's
+        end (word times are approximate), the time shown minus that end. An utterance that
+        went on into the next turn (a pause too short for the VAD), or was cut inside a turn
+        (15 s without a pause), did not end with the speech: it is left out.
     """
     latencies = []
-    counted = float("-inf")
     groups: dict[float, list[events.Final]] = defaultdict(list)
     for shown_at, final in finals:
         groups[shown_at].append(final)
     for shown_at, group in sorted(groups.items()):
         last_word = max(final.end for final in group)
-        ended = [end for end in speech_ends if counted < end <= last_word + 0.25]
+        ended = [end for end in speech_ends if abs(last_word - end) <= UTTERANCE_END_S]
         if ended:
-            counted = max(ended)
-            latencies.append(shown_at - counted)
+            latencies.append(shown_at - min(ended, key=lambda end: abs(last_word - end)))
     return latencies
 
 
@@ -809,6 +794,7 @@ def main(argv: list[str] | None = None) -> dict:
             "scored": _score(conversation, run_on.lines),
             "scored_live": _score(conversation, run_on.live_finals),
             "scored_off": None if run_off is None else _score(conversation, run_off.lines),
+            "scored_off_live": None if run_off is None else _score(conversation, run_off.live_finals),
         }
         per_conversation.append(entry)
         print(_format_row(_row(entry)), flush=True)
@@ -935,9 +921,9 @@ def _summarize(per_conversation: list[dict], sizes: list[int], args, build_s: fl
         "cpwer_live": pooled("scored_live", "cp_errors", "cp_words"),
         "wer_live": pooled("scored_live"),
         "wer_diarize_off": pooled("scored_off") if have_off else None,
+        "wer_diarize_off_live": pooled("scored_off_live") if have_off else None,
         "final_latency_p50_diarize_off": latency("off") if have_off else None,
-        "final_latency_from": "end of speech to the final, for each turn whose pause (>= post_speech_silence_s)"
-        " or the end closed its utterance",
+        "final_latency_from": "end of a turn's speech to the final of an utterance that ended with it",
         "final_latency_p95": _p95([value for e in per_conversation for value in e["on"].utterance_latencies]),
         "final_latency_last_p50": last_latency("on"),
         "final_latency_last_p50_diarize_off": last_latency("off") if have_off else None,
