@@ -137,7 +137,7 @@ def _transcribe_job(job_id: str) -> str:
             model=cached_model(job.model_name or settings.STT_FINAL_MODEL),
             prompt=job.prompt or None,
             temperature=job.temperature,
-            **({"diarize": True} if job.diarize else {}),  # (until stt_engine.batch takes diarize)
+            diarize=job.diarize,
         )
     except JobDeletedError:
         logger.info("job %s was deleted while running", job_id)

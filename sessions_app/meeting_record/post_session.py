@@ -1,16 +1,18 @@
 """The post-session pass: once a session ends, each speaker's recording is transcribed again.
 
 ``end_session`` closes the session, tells its sockets (their streams stop, viewers are told) and
-queues the pass. A speaker whose live lines carry speaker labels (a diarized stream), and every
-speaker of a ``room_microphone`` session, is transcribed with diarization too; the pass's labels
-are mapped onto the live ones by time overlap (``stt_engine.diarizer.match_labels``), so "S2"
-stays the voice the meeting called "S2" and the names given to it during the meeting stay.
+queues the pass. A speaker whose live lines carry speaker labels (a diarized stream) is
+transcribed with diarization too, and so is a speaker of a ``room_microphone`` session who has no
+live line at all (their stream found no engine; one that said ``"diarize": false`` has unlabelled
+lines and keeps them so); the pass's labels are mapped onto the live ones by time overlap
+(``stt_engine.diarizer.match_labels``), so "S2" stays the voice the meeting called "S2" and the
+names given to it during the meeting stay.
 
-The pass (``run_post_session_pass``, in a Celery worker) waits for the live
-streams to save their last finals, transcribes every speaker's whole recording with the batch
-function (beam 5, word times, silence skipped) and then, in one transaction for all speakers,
-stores the result as the current version of each speaker's utterances (``source=archive``;
-the live and refined rows stay, superseded). Corrections are never superseded
+The pass (``run_post_session_pass``, in a Celery worker) waits for the live streams to save
+their last finals, transcribes every speaker's whole recording with the batch function (beam 5,
+word times, silence skipped) and then, in one transaction for all speakers, stores the result as
+the current version of each speaker's utterances (``source=archive``; the live and refined rows
+stay, superseded). Corrections are never superseded
 (``versions.do_apply_version``). A failed pass changes no utterance: the session's
 ``transcript_state`` becomes ``failed`` with an error code, and ending the session again
 (or the admin action) runs it again.
@@ -178,6 +180,10 @@ def _live_labels(session_id, speaker_id: int) -> list[tuple[float, float, str]]:
         .values_list("start_s", "end_s", "speaker_label")
     )
     return [(float(start), float(end), label) for start, end, label in rows]
+
+
+def _spoke_live(session_id, speaker_id: int) -> bool:
+    return Utterance.objects.filter(session_id=session_id, speaker_id=speaker_id).exists()
 
 
 def _keep_live_labels(segments: list[dict[str, Any]], live: list[tuple[float, float, str]]) -> list[dict[str, Any]]:
@@ -397,7 +403,9 @@ def run_post_session_pass(
         versions: dict[int, list[dict[str, Any]]] = {}
         for recording in recordings:
             live_labels = _live_labels(session_id, recording.speaker_id)
-            diarize = session.room_microphone or bool(live_labels)
+            diarize = bool(live_labels) or (
+                session.room_microphone and not _spoke_live(session_id, recording.speaker_id)
+            )
             result = transcribe(
                 recording.path,
                 model_path_or_name=model_name,
@@ -408,7 +416,7 @@ def run_post_session_pass(
                 beam_size=settings.STT_ARCHIVE_BEAM_SIZE,
                 progress=progress.speaker(recording.duration_s),
                 model=model,
-                **({"diarize": True} if diarize else {}),  # (until stt_engine.batch takes diarize)
+                diarize=diarize,
             )
             versions[recording.speaker_id] = _keep_live_labels(_segments(result, model_name), live_labels)
         _store(session_id, versions)
