@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -242,3 +244,31 @@ async def test_a_room_microphone_switched_on_after_connecting_applies_to_the_nex
     await send_json(socket, {"type": "stt_start", "language": "en", "sample_rate": 16000})
     assert (await receive_until(socket, "stt_listening", timeout_s=60))["diarize"] is True
     await socket.disconnect()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("live_settings")
+async def test_the_engine_that_replaces_a_crashed_one_diarizes_too(live_session, speaker_token, engines_handed_out):
+    """(The crash's own handling is test_engine_crash.py's; here: the stream's diarize reaches the fresh engine.)"""
+    clip = dev_clip("librivox_sense_and_sensibility_01_0870")  # no pause in its first 4 s
+    speech = pcm16(clip.path, seconds_of_silence_after=2.0)
+    cut = 4 * 16000 * 2
+    socket = stream_communicator(live_session.id, token=speaker_token)
+    assert (await socket.connect(timeout=10))[0]
+    await send_json(socket, {"type": "stt_start", "language": "en", "sample_rate": 16000, "diarize": True})
+    assert (await receive_until(socket, "stt_listening", timeout_s=180))["diarize"] is True
+    seen: list[dict] = []
+    await stream_audio(socket, speech[:cut], speed=8.0)
+    await receive_until(socket, "stt_recording_start", timeout_s=180, seen=seen)
+    os.kill(engines_handed_out[0].pid, signal.SIGKILL)
+    assert (await receive_until(socket, "stt_error", timeout_s=60, seen=seen))["code"] == "ENGINE_CRASHED"
+    await stream_audio(socket, speech[cut:], speed=8.0)
+    await send_json(socket, {"type": "stt_stop"})
+    finals = await receive_finals_until_idle(socket, timeout_s=240, seen=seen)
+    await socket.disconnect(timeout=30)
+    assert len(engines_handed_out) == 2
+    assert finals and {f["speaker_label"] for f in finals} == {"S1"}, [(f["speaker_label"], f["text"]) for f in finals]
+    stored = await database_sync_to_async(list)(
+        Utterance.objects.filter(session=live_session).values_list("speaker_label", flat=True)
+    )
+    assert stored and set(stored) == {"S1"}
