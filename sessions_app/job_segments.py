@@ -63,6 +63,7 @@ def segment_row(index: int, segment: dict[str, Any]) -> dict[str, Any]:
         "corrected_by": str(segment.get("corrected_by") or ""),
         "corrected_at": segment.get("corrected_at"),
         "words": segment.get("words") or [],
+        "speaker_label": str(segment.get("speaker_label") or ""),  # (a job run with diarize: "S1", ...)
     }
 
 

@@ -38,6 +38,7 @@ class SegmentSerializer(serializers.Serializer):
     corrected_by = serializers.CharField(read_only=True)
     corrected_at = serializers.CharField(read_only=True, allow_null=True)
     words = serializers.ListField(child=serializers.DictField(), read_only=True)
+    speaker_label = serializers.CharField(read_only=True, help_text='A diarized job\'s voice ("S1", ...; "": none).')
 
 
 class SegmentCorrectionSerializer(serializers.Serializer):

@@ -91,3 +91,14 @@ def test_a_diarized_job_labels_each_readers_segments_and_every_export_names_them
     document = docx.Document(io.BytesIO(api.get(base, {"format": "docx"}).content))
     heads = {p.runs[0].text for p in document.paragraphs if p.runs and p.runs[0].bold}
     assert {"Speaker 1", "Speaker 2"} <= heads
+
+
+def test_the_segments_api_says_each_segments_label(api, user):
+    segments = [
+        {"start": 0.0, "end": 1.0, "text": "One.", "words": [], "speaker_label": "S1"},
+        {"start": 1.5, "end": 2.0, "text": "Two.", "words": [], "speaker_label": "S2"},
+    ]
+    job = BatchJob.objects.create(owner=user, status="done", diarize=True, segments=segments)
+    assert api.get(f"/api/jobs/{job.pk}/segments/1/").json()["speaker_label"] == "S2"
+    plain = BatchJob.objects.create(owner=user, status="done", segments=[{"start": 0, "end": 1, "text": "Hi."}])
+    assert api.get(f"/api/jobs/{plain.pk}/segments/0/").json()["speaker_label"] == ""
