@@ -10,6 +10,10 @@ faster-whisper's lazy generator one at a time, and progress is reported as each 
 
 Silero VAD (faster-whisper's bundled ONNX model, nothing downloads) removes silence before
 decoding, so long pauses give no hallucinated text.
+
+With ``diarize=True`` the segments are given speaker labels ("S1", "S2"... by first appearance)
+by :func:`stt_engine.diarizer.label_segments` once the whole file is transcribed (two passes over
+the speaker embeddings), and a segment in which the speaker changes is split between words.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,11 +34,14 @@ from .model_files import resolve_model_path
 if TYPE_CHECKING:
     from faster_whisper import WhisperModel
 
+    from .diarizer import VoiceEncoder
+
 __all__ = [
     "BatchAudioError",
     "BatchResult",
     "BatchSegment",
     "Word",
+    "diarized_segments",
     "iter_segments",
     "load_model",
     "probe_duration",
@@ -68,10 +75,16 @@ class BatchSegment:
     end: float
     text: str
     words: list[Word] = field(default_factory=list)
+    speaker_label: str = ""
+    """The diarizer's "S1", "S2"... when the file was diarized, "" otherwise."""
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON form stored on a job: ``{start, end, text, words: [{word, start, end, probability}]}``."""
-        return asdict(self)
+        """The JSON form stored on a job: ``{start, end, text, words: [{word, start, end, probability}]}``,
+        plus ``speaker_label`` when the segment has one."""
+        data = asdict(self)
+        if not self.speaker_label:
+            del data["speaker_label"]
+        return data
 
 
 @dataclass(frozen=True)
@@ -173,6 +186,7 @@ def transcribe_file(
     window_s: float = DEFAULT_WINDOW_S,
     prompt: str | None = None,
     temperature: float = 0.0,
+    diarize: bool = False,
 ) -> BatchResult:
     """Transcribe a whole audio file.
 
@@ -193,6 +207,8 @@ def transcribe_file(
         temperature: the sampling temperature of the first attempt (0: greedy or beam). A
             segment that looks like a repetition loop or a poor guess is decoded again hotter,
             up to 1.0, in steps of 0.2 (Whisper's fallback, as OpenAI's API does).
+        diarize: label each segment with its speaker (``BatchSegment.speaker_label``), splitting
+            segments where the speaker changes.
 
     Returns:
         A :class:`BatchResult`: segments with word timings on the file's clock, the
@@ -201,6 +217,7 @@ def transcribe_file(
     Raises:
         BatchAudioError: the file is empty or not decodable audio.
         stt_engine.model_files.ModelNotAvailableError: the model cannot be found.
+        stt_engine.diarizer.DiarizerWeightsError: ``diarize`` and the voice encoder's weights are missing.
     """
     state: dict[str, Any] = {}
     segments = list(
@@ -218,6 +235,7 @@ def transcribe_file(
             info=state,
             prompt=prompt,
             temperature=temperature,
+            diarize=diarize,
         )
     )
     if progress is not None:
@@ -240,17 +258,113 @@ def iter_segments(
     info: dict[str, Any] | None = None,
     prompt: str | None = None,
     temperature: float = 0.0,
+    diarize: bool = False,
 ) -> Iterator[BatchSegment]:
     """Yield the segments of a file one at a time (the lazy form of :func:`transcribe_file`).
 
     Args:
         path, model_path_or_name, language, device, compute_type, cpu_threads, beam_size,
-        progress, model, window_s, prompt, temperature: as in :func:`transcribe_file`.
+        progress, model, window_s, prompt, temperature, diarize: as in :func:`transcribe_file`.
+            With ``diarize`` the segments come once the whole file is transcribed (the speakers
+            are clustered over all of it).
         info: when given, receives ``language`` and ``duration_s`` as soon as they are known.
 
     Returns:
         An iterator of :class:`BatchSegment` in time order.
     """
+    if diarize:
+        from .diarizer import load_voice_encoder
+
+        encoder = load_voice_encoder()  # a missing weights file fails before the long decode
+        audio_of: dict[str, np.ndarray] = {}
+        segments = list(
+            _transcribed_segments(
+                path,
+                model_path_or_name,
+                language,
+                device,
+                compute_type,
+                cpu_threads,
+                beam_size,
+                progress,
+                model,
+                window_s,
+                info,
+                prompt,
+                temperature,
+                audio_of,
+            )
+        )
+        yield from diarized_segments(audio_of["audio"], segments, encoder)
+        return
+    yield from _transcribed_segments(
+        path,
+        model_path_or_name,
+        language,
+        device,
+        compute_type,
+        cpu_threads,
+        beam_size,
+        progress,
+        model,
+        window_s,
+        info,
+        prompt,
+        temperature,
+        None,
+    )
+
+
+def diarized_segments(
+    audio16k: np.ndarray, segments: list[BatchSegment], encoder: VoiceEncoder | None = None
+) -> list[BatchSegment]:
+    """``segments`` with speaker labels, each split where the speaker changes (between words).
+
+    Args:
+        audio16k: the file's audio, float32 at 16 kHz.
+        segments: its segments in time order.
+        encoder: a loaded :class:`~stt_engine.diarizer.VoiceEncoder` (the wheel's when ``None``).
+
+    Returns:
+        The labelled segments in time order.
+    """
+    from .diarizer import label_segments
+
+    out = []
+    for segment, runs in zip(segments, label_segments(audio16k, segments, encoder), strict=True):
+        if len(runs) <= 1:
+            out.append(replace(segment, speaker_label=runs[0].label))
+            continue
+        for run in runs:
+            words = segment.words[run.first_word : run.end_word]
+            out.append(
+                BatchSegment(
+                    start=words[0].start,
+                    end=words[-1].end,
+                    text="".join(w.word for w in words).strip(),
+                    words=words,
+                    speaker_label=run.label,
+                )
+            )
+    return out
+
+
+def _transcribed_segments(
+    path: str | os.PathLike[str],
+    model_path_or_name: str,
+    language: str,
+    device: str,
+    compute_type: str,
+    cpu_threads: int,
+    beam_size: int,
+    progress: Callable[[float], None] | None,
+    model: WhisperModel | None,
+    window_s: float,
+    info: dict[str, Any] | None,
+    prompt: str | None,
+    temperature: float,
+    audio_of: dict[str, np.ndarray] | None,
+) -> Iterator[BatchSegment]:
     from faster_whisper import decode_audio
 
     probe_duration(path)  # clear EMPTY_FILE / NOT_AUDIO errors before the model loads
@@ -259,6 +373,8 @@ def iter_segments(
     except Exception as exc:  # PyAV raises many types for damaged streams
         raise BatchAudioError(f"The audio could not be decoded: {exc}") from exc
     duration = len(audio) / ENGINE_SAMPLE_RATE
+    if audio_of is not None:
+        audio_of["audio"] = audio
     info = info if info is not None else {}
     info["duration_s"] = duration
     info["language"] = "" if language in ("", "auto") else language

@@ -515,7 +515,7 @@ def _change_points(embeddings: np.ndarray, starts: np.ndarray, duration: float, 
 # -- words, files, matching ---------------------------------------------------------------------
 
 
-def speaker_runs(words: Sequence[_Timed], regions: Sequence[SpeakerRegion], snap_s: float = 0.6) -> list[SpeakerRun]:
+def speaker_runs(words: Sequence[_Timed], regions: Sequence[SpeakerRegion], snap_s: float = 1.0) -> list[SpeakerRun]:
     """Give each word the label of the region it falls in, and group consecutive words by label.
 
     A change between regions is moved to the widest gap between words within ``snap_s`` of it,
