@@ -29,10 +29,12 @@ def _collect(proc: EngineProcess, until: type[events.Event], state: str | None =
     raise AssertionError(f"no {until.__name__} within {timeout} s: {got}")
 
 
-def _stream_clip_and_stop(proc: EngineProcess, name: str = "ls_dev-clean_2412-153948-0002") -> Clip:
+def _stream_clip_and_stop(
+    proc: EngineProcess, name: str = "ls_dev-clean_2412-153948-0002", overrides: dict | None = None
+) -> Clip:
     """Start a stream, send a dev clip in 30 ms frames as fast as possible, then stop."""
     clip = dev_clip(name)
-    proc.start_stream(sample_rate=16000, language="en")
+    proc.start_stream(sample_rate=16000, language="en", overrides=overrides)
     pcm = read_pcm(clip.path)
     for i in range(0, len(pcm), 960):
         proc.send_audio(pcm[i : i + 960].tobytes())
@@ -254,3 +256,18 @@ def test_a_killed_child_is_reported_as_engine_crashed():
             proc.send_audio(b"\x00\x00")
     finally:
         proc.close()
+
+
+def test_a_stream_may_ask_for_diarization_and_the_next_stream_is_not_diarized(pool):
+    proc = pool.acquire(timeout=120)
+    try:
+        with pytest.raises(ValueError, match="diarize"):
+            proc.start_stream(overrides={"diarize": "yes"})  # a bool, not a string
+        labels = []
+        for overrides in ({"diarize": True}, None):
+            _stream_clip_and_stop(proc, overrides=overrides)
+            evs = _collect(proc, events.StateChanged, state="idle")
+            labels.append({e.speaker_label for e in evs if isinstance(e, events.Final)})
+        assert labels == [{"S1"}, {""}]
+    finally:
+        pool.release(proc)
