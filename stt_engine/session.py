@@ -15,6 +15,10 @@ Per utterance the events come in this order::
 An utterance with less than ``min_utterance_s`` of voiced audio ends without
 ``transcribing`` and without a final.
 
+With ``config.diarize`` every final carries a ``speaker_label`` from the stream's
+:class:`~stt_engine.diarizer.Diarizer`, and a final in which the speaker changes comes as
+several finals in a row (split between words, each with its own ``utterance_index``).
+
 Finals are grouped into turns (see ``EngineConfig``, "Refinement of turns"). A turn that ended
 is decoded again as one window by :meth:`StreamingSession.refine` when the speaker is quiet
 and the cores have room, and a ``Revised`` event replaces its finals; :meth:`StreamingSession.stop`
@@ -603,7 +607,15 @@ class StreamingSession:
             return None
         if self._diarizer is not None:
             diarizer = self._diarizer
-            utterances = [piece for u in utterances for piece in _split_by_speaker(u, diarizer.runs_for_words(u.words))]
+            utterances = [
+                piece
+                for u in utterances
+                for piece in (
+                    _split_by_speaker(u, diarizer.runs_for_words(u.words))
+                    if u.words
+                    else [replace(u, speaker_label=diarizer.label_at((u.start + u.end) / 2))]
+                )
+            ]
         self._previous_turn_text = result.text
         self._last_refined, self._text_before_last = turn, text_before
         self._last_refined_shown = [first.utterance_index]
