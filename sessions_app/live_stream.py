@@ -70,7 +70,7 @@ class EngineStream:
     # The audio it was given since its last final (shared with the engine that replaces it after a crash).
     replay: ReplayBuffer | None = None
     language: str = "auto"
-    overrides: dict[str, float] | None = None
+    overrides: dict[str, float | bool] | None = None
     stopped: bool = False  # told to stop: only its last final is still to come
     replaced_by: asyncio.Task | None = None  # a fresh engine that hears a stopped stream's open utterance again
 
@@ -162,7 +162,7 @@ class LiveStreamConsumer(CaptionGroupMixin, AsyncWebsocketConsumer):
         self.stream_open = False
         self.stream_number = 0  # which begun stream of the connection the open one is
         self.stream_format: tuple[int, str] = (16000, "auto")
-        self.stream_overrides: dict[str, float] | None = None
+        self.stream_overrides: dict[str, float | bool] | None = None
         self.replay: ReplayBuffer | None = None  # the open stream's audio since its last final
         self.current: EngineStream | None = None
         self.finishing: set[asyncio.Task] = set()  # engines still owing a stopped stream's last final
@@ -242,12 +242,13 @@ class LiveStreamConsumer(CaptionGroupMixin, AsyncWebsocketConsumer):
         language: str,
         *,
         keep_allowance: bool = False,
-        engine_overrides: dict[str, float] | None = None,
+        engine_overrides: dict[str, float | bool] | None = None,
     ) -> float:
         """Begin a stream of PCM at ``sample_rate``; returns its start on the recording clock.
 
         ``engine_overrides`` are the stream's own values of ``stt_engine.PER_STREAM_SETTINGS``
-        (how its utterances are cut), checked by the caller.
+        (how its utterances are cut, whether they are diarized), checked by the caller. They stay
+        the stream's for every engine that serves it (one that replaces a crashed engine too).
 
         Audio is allowed from the moment the stream is asked for, however long an engine takes.
         With ``keep_allowance`` (a stream that directly follows the previous one on the same
@@ -394,7 +395,7 @@ class LiveStreamConsumer(CaptionGroupMixin, AsyncWebsocketConsumer):
         return True
 
     async def _start_engine(
-        self, sample_rate: int, language: str, overrides: dict[str, float] | None, replay: ReplayBuffer
+        self, sample_rate: int, language: str, overrides: dict[str, float | bool] | None, replay: ReplayBuffer
     ) -> EngineProcess:
         """An engine from the pool with the stream started and given the audio to replay (if any).
 
