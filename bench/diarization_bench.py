@@ -851,6 +851,7 @@ def _row(entry: dict) -> dict:
         "utterance_latencies_s": [round(v, 3) for v in on.utterance_latencies],
         "utterance_latencies_s_diarize_off": None if off is None else [round(v, 3) for v in off.utterance_latencies],
         "revisions": on.revisions,
+        "revisions_diarize_off": None if off is None else off.revisions,
         "reference": [[t.speaker, t.start, t.end, t.text] for t in conversation.turns],
         "transcript": [
             [line.speaker_label, round(line.start - LEAD_S, 3), round(line.end - LEAD_S, 3), line.text]
