@@ -50,7 +50,9 @@ class TranscriptionSession(models.Model):
     last_stream_at = models.DateTimeField(null=True, blank=True, help_text="When a stream last started or ended.")
     room_microphone = models.BooleanField(
         default=False,
-        help_text="One microphone for several people: streams are diarized and lines carry speaker labels (S1, S2, ...).",
+        help_text=(
+            "One microphone for several people: streams are diarized and lines carry speaker labels (S1, S2, ...)."
+        ),
     )
 
     class Meta:
