@@ -274,34 +274,24 @@ function renderSpeaker(entry) {
     el("span", { class: "who", text: name }),
   );
   if (name !== entry.speaker) item.append(el("span", { class: "help username", text: `(${entry.speaker})` }));
-  if (config.canRename) {
-    item.append(
-      el("button", {
-        type: "button",
-        class: "rename",
-        text: "Rename",
-        "aria-label": `Rename ${name}`,
-        onclick: () => renameForm(entry, item),
-      }),
-    );
-  }
+  if (config.canRename) item.append(renameButton(name, () => renameForm(entry, item)));
   return item;
 }
 
-function renameForm(entry, item) {
-  const id = String(entry.speaker_id);
-  const box = el("input", {
-    type: "text",
-    name: "display_name",
-    value: speakers.name(id, entry.speaker),
-    maxLength: 80,
-    placeholder: entry.speaker,
-    autocomplete: "off",
-  });
+function renameButton(name, onclick) {
+  return el("button", { type: "button", class: "rename", text: "Rename", "aria-label": `Rename ${name}`, onclick });
+}
+
+/**
+ * Replace a Speakers panel row by a rename form: PATCH ``url`` with ``payload(value)``, then
+ * ``onSaved(body)``, render, and focus the row's Rename again (``rowSelector``).
+ */
+function showRenameForm(item, { value, placeholder, label, url, payload, onSaved, rowSelector }) {
+  const box = el("input", { type: "text", name: "display_name", value, maxLength: 80, placeholder, autocomplete: "off" });
   const form = el(
     "form",
     { class: "rename-form" },
-    el("label", {}, `Name of ${entry.speaker} in this session (empty: ${entry.speaker})`, box),
+    el("label", {}, label, box),
     el(
       "div",
       { class: "row" },
@@ -311,26 +301,41 @@ function renameForm(entry, item) {
   );
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
-    const response = await fetch(`/api/sessions/${config.sessionId}/speakers/${id}/`, {
+    const response = await fetch(url, {
       method: "PATCH",
       credentials: "same-origin",
       headers: { "Content-Type": "application/json", "X-CSRFToken": csrfToken() },
-      body: JSON.stringify({ display_name: box.value }),
+      body: JSON.stringify(payload(box.value)),
     });
     const body = await response.json().catch(() => ({}));
     if (!response.ok) {
       showProblem(problems, `Renaming failed: ${body.error || response.statusText}`);
       return;
     }
-    const saved = { speaker_id: body.speaker_id, speaker: body.speaker, speaker_name: body.speaker_name, colour: body.colour };
-    speakers.update([saved]);
-    Object.assign(entry, saved);
+    onSaved(body);
     render();
-    $("speakers").querySelector(`[data-speaker-id="${CSS.escape(id)}"] .rename`)?.focus();
+    $("speakers").querySelector(`${rowSelector()} .rename`)?.focus();
   });
   item.replaceChildren(form);
   box.focus();
   box.select();
+}
+
+function renameForm(entry, item) {
+  const id = String(entry.speaker_id);
+  showRenameForm(item, {
+    value: speakers.name(id, entry.speaker),
+    placeholder: entry.speaker,
+    label: `Name of ${entry.speaker} in this session (empty: ${entry.speaker})`,
+    url: `/api/sessions/${config.sessionId}/speakers/${id}/`,
+    payload: (value) => ({ display_name: value }),
+    onSaved: (body) => {
+      const saved = { speaker_id: body.speaker_id, speaker: body.speaker, speaker_name: body.speaker_name, colour: body.colour };
+      speakers.update([saved]);
+      Object.assign(entry, saved);
+    },
+    rowSelector: () => `[data-speaker-id="${CSS.escape(id)}"]`,
+  });
 }
 
 /** One voice of a speaker's room microphone in the Speakers panel (with Rename for the owner). */
@@ -344,64 +349,25 @@ function renderLabel(entry) {
     el("span", { class: "who", text: name }),
     el("span", { class: "help microphone", text: `(${entry.speaker}'s microphone)` }),
   );
-  if (config.canRename) {
-    item.append(
-      el("button", {
-        type: "button",
-        class: "rename",
-        text: "Rename",
-        "aria-label": `Rename ${name}`,
-        onclick: () => labelRenameForm(entry, item),
-      }),
-    );
-  }
+  if (config.canRename) item.append(renameButton(name, () => labelRenameForm(entry, item)));
   return item;
 }
 
 function labelRenameForm(entry, item) {
   const id = String(entry.speaker_id);
   const unnamed = labelDisplayName(entry.label);
-  const box = el("input", {
-    type: "text",
-    name: "display_name",
+  showRenameForm(item, {
     value: speakers.name(id, entry.name, entry.label),
-    maxLength: 80,
     placeholder: unnamed,
-    autocomplete: "off",
+    label: `Name of ${unnamed} on ${entry.speaker}'s microphone (empty: ${unnamed})`,
+    url: `/api/sessions/${config.sessionId}/speaker-labels/`,
+    payload: (value) => ({ speaker_id: entry.speaker_id, label: entry.label, display_name: value }),
+    onSaved: (body) => {
+      speakers.updateLabels([body]);
+      Object.assign(entry, body);
+    },
+    rowSelector: () => `[data-speaker-id="${CSS.escape(id)}"][data-speaker-label="${CSS.escape(entry.label)}"]`,
   });
-  const form = el(
-    "form",
-    { class: "rename-form" },
-    el("label", {}, `Name of ${unnamed} on ${entry.speaker}'s microphone (empty: ${unnamed})`, box),
-    el(
-      "div",
-      { class: "row" },
-      el("button", { type: "submit", class: "primary", text: "Save" }),
-      el("button", { type: "button", text: "Cancel", onclick: () => renderSpeakers() }),
-    ),
-  );
-  form.addEventListener("submit", async (event) => {
-    event.preventDefault();
-    const response = await fetch(`/api/sessions/${config.sessionId}/speaker-labels/`, {
-      method: "PATCH",
-      credentials: "same-origin",
-      headers: { "Content-Type": "application/json", "X-CSRFToken": csrfToken() },
-      body: JSON.stringify({ speaker_id: entry.speaker_id, label: entry.label, display_name: box.value }),
-    });
-    const body = await response.json().catch(() => ({}));
-    if (!response.ok) {
-      showProblem(problems, `Renaming failed: ${body.error || response.statusText}`);
-      return;
-    }
-    speakers.updateLabels([body]);
-    Object.assign(entry, body);
-    render();
-    const selector = `[data-speaker-id="${CSS.escape(id)}"][data-speaker-label="${CSS.escape(entry.label)}"] .rename`;
-    $("speakers").querySelector(selector)?.focus();
-  });
-  item.replaceChildren(form);
-  box.focus();
-  box.select();
 }
 
 // --- search -------------------------------------------------------------------------------

@@ -7,12 +7,14 @@ are made in this process under ``transaction=True`` so the server sees them.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -21,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
+from django.conf import settings
 from django.db import connection
 
 from tests.sessions_app.celery_worker import BASE_DIR, Worker, database_url, start_worker
@@ -240,3 +243,46 @@ def sign_in(page, site: Site, username: str, password: str = PASSWORD) -> None:
     page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Sign in").click()
     page.wait_for_url(f"{site.url}/")
+
+
+@pytest.fixture
+def broadcast():
+    """Send a caption event to a session's group as a speaker's stream does, from this process.
+
+    It reaches the site's daphne only through a channel layer both processes share (Redis: CI sets
+    REDIS_URL); with the in-memory layer of the embedded mode the test is skipped. A page's socket
+    opens before the server has added it to the session's group, so the send first waits until the
+    group has ``listeners`` members. Playwright's sync API keeps an event loop in this thread, so the
+    send runs in a thread of its own.
+    """
+    if "redis" not in settings.CHANNEL_LAYERS["default"]["BACKEND"].lower():
+        pytest.skip("needs a channel layer shared with the site's server (set REDIS_URL; CI does)")
+    from channels.layers import get_channel_layer
+
+    from sessions_app.live_stream import session_group
+
+    async def wait_and_send(layer, group: str, message: dict, listeners: int) -> None:
+        deadline = time.monotonic() + 30
+        redis = layer.connection(layer.consistent_hash(group))
+        while await redis.zcard(layer._group_key(group)) < listeners:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"fewer than {listeners} sockets joined {group} within 30 s")
+            await asyncio.sleep(0.1)
+        await layer.group_send(group, {"type": "caption.event", "message": message})
+
+    def send(message: dict, session_id, listeners: int = 1) -> None:
+        errors: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                asyncio.run(wait_and_send(get_channel_layer(), session_group(session_id), message, listeners))
+            except BaseException as exc:  # (re-raised below, in the test's thread)
+                errors.append(exc)
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        thread.join(40)
+        if errors:
+            raise errors[0]
+
+    return send

@@ -5,20 +5,16 @@ heard live reads "Speaker 3"; the room-microphone and identify-speakers options 
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import os
 import re
 import shutil
-import threading
 from pathlib import Path
 
 import pytest
-from channels.layers import get_channel_layer
 from django.utils import timezone
 from playwright.sync_api import expect
 
-from sessions_app.live_stream import session_group
 from sessions_app.live_transcripts import utterance_fields, utterance_message
 from sessions_app.models import BatchJob, SpeakerLabelName, TranscriptionSession, Utterance
 from tests.browser.conftest import PASSWORD, sign_in, wait_until
@@ -72,24 +68,6 @@ def _colours(page, selector: str) -> list[tuple[str, str]]:
         " getComputedStyle(t).borderLeftColor])",
     )
     return [tuple(pair) for pair in found]
-
-
-def _broadcast(message: dict, group: str) -> None:
-    """Send a caption event as a speaker's stream does (through the site's Redis channel layer; in a
-    thread of its own, since Playwright's sync API keeps an event loop in this one)."""
-    errors: list[BaseException] = []
-
-    def send() -> None:
-        try:
-            asyncio.run(get_channel_layer().group_send(group, {"type": "caption.event", "message": message}))
-        except BaseException as exc:  # (re-raised below, in the test's thread)
-            errors.append(exc)
-
-    thread = threading.Thread(target=send)
-    thread.start()
-    thread.join(20)
-    if errors:
-        raise errors[0]
 
 
 def test_labelled_voices_read_speaker_n_in_their_colours_and_a_rename_reaches_the_open_caption_page(
@@ -160,7 +138,7 @@ def test_labelled_voices_read_speaker_n_in_their_colours_and_a_rename_reaches_th
         viewer_context.close()
 
 
-def test_a_voice_first_heard_live_reads_speaker_3_and_is_renamed_in_place(site, browser, board, shot):
+def test_a_voice_first_heard_live_reads_speaker_3_and_is_renamed_in_place(site, browser, board, shot, broadcast):
     session, alice = board
     context = browser.new_context(viewport={"width": 1200, "height": 800})
     try:
@@ -181,7 +159,7 @@ def test_a_voice_first_heard_live_reads_speaker_3_and_is_renamed_in_place(site, 
                 session=session, speaker=alice, speaker_label=label, sequence=seq, start_s=start, end_s=end,
                 text=text, spoken_at=last.spoken_at + dt.timedelta(seconds=start - last.start_s),
             )  # fmt: skip
-            _broadcast(utterance_message(line, "alice"), session_group(session.pk))
+            broadcast(utterance_message(line, "alice"), session.pk, listeners=2)
         for shown, palette in ((page, ON_WHITE), (viewer, ON_BLACK)):
             expect(shown.locator("#finals .turn .who")).to_have_text(
                 ["Speaker 1", "Speaker 2", "Speaker 1", "Speaker 3"]
@@ -219,7 +197,7 @@ def test_a_voice_first_heard_live_reads_speaker_3_and_is_renamed_in_place(site, 
             "utterances": [utterance_fields(u) for u in revised], "speaker": "alice", "speaker_id": alice.pk,
             "session_id": str(session.pk),
         }  # fmt: skip
-        _broadcast(message, session_group(session.pk))
+        broadcast(message, session.pk, listeners=2)
         split = ["Speaker 1", "Speaker 2", "Speaker 1", "Speaker 2", "Dave"]
         for shown, palette in ((page, ON_WHITE), (viewer, ON_BLACK)):
             expect(shown.locator("#finals .turn .who")).to_have_text(split)

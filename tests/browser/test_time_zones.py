@@ -4,16 +4,12 @@ transcript pages."""
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
-import threading
 from zoneinfo import ZoneInfo
 
 import pytest
-from channels.layers import get_channel_layer
 from playwright.sync_api import expect
 
-from sessions_app.live_stream import session_group
 from sessions_app.live_transcripts import utterance_message
 from sessions_app.models import Utterance
 from tests.browser.conftest import PASSWORD, sign_in
@@ -30,28 +26,8 @@ def _new_york(when: dt.datetime) -> str:
     return when.astimezone(NEW_YORK).strftime("%H:%M:%S")
 
 
-def _broadcast(message: dict, group: str) -> None:
-    """Send a caption event as a speaker's stream does (through the site's Redis channel layer).
-
-    (Playwright's sync API keeps an event loop in this thread: the send runs in a thread of its own.)
-    """
-    errors: list[BaseException] = []
-
-    def send() -> None:
-        try:
-            asyncio.run(get_channel_layer().group_send(group, {"type": "caption.event", "message": message}))
-        except BaseException as exc:  # (re-raised below, in the test's thread)
-            errors.append(exc)
-
-    thread = threading.Thread(target=send)
-    thread.start()
-    thread.join(20)
-    if errors:
-        raise errors[0]
-
-
 def test_a_new_york_browser_shows_new_york_time_live_and_after_a_reload(
-    site, browser, make_user, make_session, screenshot
+    site, browser, make_user, make_session, screenshot, broadcast
 ):
     alice = make_user("alice", password=PASSWORD)
     session = make_session(alice, "Time zones", "en")
@@ -78,7 +54,7 @@ def test_a_new_york_browser_shows_new_york_time_live_and_after_a_reload(
             session=session, speaker=alice, sequence=2, start_s=61.0, end_s=63.0, text="A minute later.",
             spoken_at=SECOND,
         )  # fmt: skip
-        _broadcast(utterance_message(later, "alice"), session_group(session.pk))
+        broadcast(utterance_message(later, "alice"), session.pk, listeners=2)
         expected = [_new_york(FIRST), _new_york(SECOND)]
         for shown in (page, viewer):
             expect(shown.locator("#finals .turn-head time")).to_have_text(expected)
