@@ -276,28 +276,8 @@ def iter_segments(
         from .diarizer import load_voice_encoder
 
         encoder = load_voice_encoder()  # a missing weights file fails before the long decode
-        audio_of: dict[str, np.ndarray] = {}
-        segments = list(
-            _transcribed_segments(
-                path,
-                model_path_or_name,
-                language,
-                device,
-                compute_type,
-                cpu_threads,
-                beam_size,
-                progress,
-                model,
-                window_s,
-                info,
-                prompt,
-                temperature,
-                audio_of,
-            )
-        )
-        yield from diarized_segments(audio_of["audio"], segments, encoder)
-        return
-    yield from _transcribed_segments(
+    audio_of: dict[str, np.ndarray] | None = {} if diarize else None
+    segments = _transcribed_segments(
         path,
         model_path_or_name,
         language,
@@ -311,8 +291,13 @@ def iter_segments(
         info,
         prompt,
         temperature,
-        None,
+        audio_of,
     )
+    if audio_of is None:
+        yield from segments
+        return
+    decoded = list(segments)  # (the speakers are clustered over the whole file)
+    yield from diarized_segments(audio_of["audio"], decoded, encoder)
 
 
 def diarized_segments(
