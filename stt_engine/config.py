@@ -93,10 +93,12 @@ class EngineConfig:
         in order of first appearance, stable for the stream); a final in which the speaker
         changes is emitted as several finals, split between words. Embeddings are taken over
         1.6 s windows every ``diarize_step_s``; a span is split where the windows before and after
-        a point are less similar (cosine) than ``diarize_split_threshold``, into pieces of at least
-        ``diarize_min_piece_s``; a piece is the speaker whose centroid is at least
-        ``diarize_threshold`` similar, otherwise a new speaker if it lasts ``diarize_min_speaker_s``
-        (shorter ones follow the speaker before them); two speakers whose centroids reach
+        a point (or inside two points and outside them) are less similar (cosine) than
+        ``diarize_split_threshold``, into pieces of at least ``diarize_min_piece_s``; a piece is
+        the speaker whose centroid is at least ``diarize_threshold`` similar, otherwise a new
+        speaker if it lasts ``diarize_min_speaker_s`` or is unlike every voice heard (shorter
+        ones go to the nearest voice); each change of speaker is moved to the pause between
+        words nearest it, in the final and in the timeline that refinement reads; two speakers whose centroids reach
         ``diarize_merge_threshold`` become one. A label change also ends the refinement turn.
         ``diarize_weights`` is the encoder's checkpoint ("" for the one in the resemblyzer wheel).
     Hallucination guards

@@ -708,8 +708,8 @@ class StreamingSession:
             return [(final, start, end)]
         clock = time.thread_time if torch.get_num_threads() == 1 else time.process_time
         began = clock()
-        regions = self._diarizer.label_span(self._buffer.get(start, end), start / _SR)
-        runs = speaker_runs(final.words, regions)
+        regions = self._diarizer.label_span(self._buffer.get(start, end), start / _SR, final.words)
+        runs = speaker_runs(final.words, regions, snap=False)
         self.stats.diarize_cpu_s += clock() - began
         pieces = _split_by_speaker(final, runs)
         bounds = [start]
