@@ -83,7 +83,8 @@ def _speech_bounds(audio: np.ndarray) -> tuple[float, float]:
 
     The threshold is 30 dB below the clip's loud frames (95th percentile) but at least 10 dB
     above its noise floor (10th percentile), so a clip with audible background noise from
-    its first sample does not count the noise as the speech onset.
+    its first sample does not count the noise as the speech onset. A piece that is speech
+    throughout (no frame 10 dB above its quietest) has no noise floor: the first rule alone.
     """
     frame = SR // 50
     n = len(audio) // frame
@@ -91,6 +92,8 @@ def _speech_bounds(audio: np.ndarray) -> tuple[float, float]:
     db = 20 * np.log10(rms + 1e-9)
     threshold = max(np.percentile(db, 95) - 30.0, np.percentile(db, 10) + 10.0)
     active = np.nonzero(db >= threshold)[0]
+    if not active.size:
+        active = np.nonzero(db >= np.percentile(db, 95) - 30.0)[0]
     return float(active[0] * frame / SR), float((active[-1] + 1) * frame / SR)
 
 

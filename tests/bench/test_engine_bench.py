@@ -6,10 +6,22 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from bench.engine_bench import main, paired_bootstrap_ci
+from bench.engine_bench import SR, _speech_bounds, main, paired_bootstrap_ci
 from tests.speech import dev_clip
+
+
+def test_a_piece_that_is_speech_throughout_is_speech_from_its_first_frame_to_its_last() -> None:
+    # Cut from the middle of a monologue: no frame is 10 dB above the quietest, no noise floor.
+    rng = np.random.default_rng(0)
+    speech = (3000 * rng.standard_normal(int(1.8 * SR)) * (1 + 0.3 * np.sin(np.arange(int(1.8 * SR)) / 800))).astype(
+        np.int16
+    )
+    assert _speech_bounds(speech) == (0.0, 1.8)
+    padded = np.concatenate([np.zeros(SR // 2, np.int16), speech, np.zeros(SR // 2, np.int16)])
+    assert _speech_bounds(padded) == (0.5, 2.3)
 
 
 def test_the_gap_interval_is_zero_when_both_systems_make_the_same_errors() -> None:
