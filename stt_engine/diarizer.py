@@ -386,7 +386,11 @@ class Diarizer:
         return label
 
     def label_span(
-        self, audio: np.ndarray, offset_s: float = 0.0, words: Sequence[_Timed] = ()
+        self,
+        audio: np.ndarray,
+        offset_s: float = 0.0,
+        words: Sequence[_Timed] = (),
+        pieces: list[_Piece] | None = None,
     ) -> list[SpeakerRegion]:
         """Label one span of speech (a final's audio), updating the speakers.
 
@@ -396,11 +400,14 @@ class Diarizer:
             words: the span's words (stream times), if decoded: each change of speaker is
                 moved to the pause between words nearest it (:func:`snap_regions`) before it
                 goes into the timeline, so text decoded again later splits where this did.
+            pieces: ``self.pieces(audio, offset_s)`` if already computed (the embedding is
+                most of the cost and needs no speaker state, so it can be done ahead).
 
         Returns:
             Regions covering the span in order, adjacent ones with different labels.
         """
-        pieces = self.pieces(audio, offset_s)
+        if pieces is None:
+            pieces = self.pieces(audio, offset_s)
         regions: list[SpeakerRegion] = []
         for piece in pieces:
             for start, end, label in self._mixed_parts(piece) or [(piece.start, piece.end, "")]:

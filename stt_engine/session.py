@@ -157,6 +157,8 @@ class _Speculation:
     start: int
     end: int
     result: FinalResult
+    pieces: list | None = None
+    """The diarizer's embedded pieces of ``start..end`` (``None`` when not diarized)."""
 
 
 class StreamingSession:
@@ -433,7 +435,8 @@ class StreamingSession:
                     continue
                 end = self._last_voiced_end + int(cfg.final_tail_s * _SR)
                 start = self._final_start()
-                self._speculation = _Speculation(start, end, self._decode_final(start, end))
+                result = self._decode_final(start, end)
+                self._speculation = _Speculation(start, end, result, self._embed(start, end))
             elif (
                 cfg.enable_partials
                 and f1 >= self._next_partial_at
@@ -682,14 +685,15 @@ class StreamingSession:
         else:
             self._set_state(out, "transcribing")
             speculation = self._speculation
+            embedded = None
             if speculation is not None and speculation.start == start and speculation.end == end:
-                result = speculation.result
+                result, embedded = speculation.result, speculation.pieces
                 self.stats.speculative_hits += 1
             else:
                 result = self._decode_final(start, end)
             final = self._make_final(result, start, end, self._voiced_start)
             if final is not None:
-                for piece, piece_start, piece_end in self._speaker_pieces(final, start, end):
+                for piece, piece_start, piece_end in self._speaker_pieces(final, start, end, embedded):
                     out.append(piece)
                     self._add_to_turn(piece, piece_start, piece_end)
                 self._previous_text = final.text
@@ -699,16 +703,32 @@ class StreamingSession:
         self._reset_utterance()
         self._set_state(out, next_state)
 
-    def _speaker_pieces(self, final: ev.Final, start: int, end: int) -> list[tuple[ev.Final, int, int]]:
+    def _embed(self, start: int, end: int) -> list | None:
+        """The diarizer's embedded pieces of ``start..end`` (no speaker state: a speculative final's
+        are computed with its decode, so the final, when it comes, only assigns them)."""
+        if self._diarizer is None:
+            return None
+        clock = time.thread_time if torch.get_num_threads() == 1 else time.process_time
+        began = clock()
+        pieces = self._diarizer.pieces(self._buffer.get(start, end), start / _SR)
+        self.stats.diarize_cpu_s += clock() - began
+        return pieces
+
+    def _speaker_pieces(
+        self, final: ev.Final, start: int, end: int, embedded: list | None = None
+    ) -> list[tuple[ev.Final, int, int]]:
         """The final with its speaker label, split where the speaker changes, with each piece's samples.
 
-        The first piece keeps the final's ``utterance_index``; the others take the next ones.
+        ``embedded``: the span's pieces if already embedded (:meth:`_embed`). The first piece
+        keeps the final's ``utterance_index``; the others take the next ones.
         """
         if self._diarizer is None:
             return [(final, start, end)]
+        if embedded is None:
+            embedded = self._embed(start, end)
         clock = time.thread_time if torch.get_num_threads() == 1 else time.process_time
         began = clock()
-        regions = self._diarizer.label_span(self._buffer.get(start, end), start / _SR, final.words)
+        regions = self._diarizer.label_span(self._buffer.get(start, end), start / _SR, final.words, embedded)
         runs = speaker_runs(final.words, regions, snap=False)
         self.stats.diarize_cpu_s += clock() - began
         pieces = _split_by_speaker(final, runs)

@@ -285,6 +285,32 @@ def test_the_option_off_labels_nothing_and_loads_no_encoder(make_session, two_sp
     assert session.stats.diarize_cpu_s == 0.0
 
 
+def test_a_speculative_final_is_embedded_with_its_decode_not_when_the_utterance_closes(
+    make_session, engine_config, two_speakers, monkeypatch
+):
+    # The embedding is most of the diarizer's cost: done ahead with the speculative decode, the
+    # final that the silence then closes only has its pieces assigned.
+    first, second = two_speakers
+    audio, _ = _conversation([("A", first[3]), ("B", second[5]), ("A", first[4])], gap_s=0.8)
+    session = make_session(config=replace(engine_config, diarize=True))
+    encoder = session._diarizer.encoder
+    embed = encoder.embed_windows
+    embedded_at = []
+
+    def recording_embed(wav, step_s):
+        embedded_at.append(session._now())
+        return embed(wav, step_s)
+
+    monkeypatch.setattr(encoder, "embed_windows", recording_embed)
+    evs = stream(session, _pcm(audio))
+    closed_at = {e.at for e in evs if isinstance(e, events.VadStop)}
+    assert session.stats.speculative_hits >= 2
+    ahead = [at for at in embedded_at if at not in closed_at]
+    assert len(ahead) >= session.stats.speculative_hits
+    assert len(embedded_at) <= session.stats.final_decodes  # a hit is not embedded again
+    assert {f.speaker_label for f in finals(evs)} == {"S1", "S2"}
+
+
 def test_one_speaker_diarized_gives_the_same_finals_as_the_option_off(make_session, engine_config, two_speakers):
     audio, _ = _conversation([("A", clip) for clip in two_speakers[0][3:6]], gap_s=0.8)
     plain = stream(make_session(), _pcm(audio))
