@@ -219,7 +219,7 @@ def test_the_end_of_one_turn_and_the_start_of_the_next_in_one_short_span_go_to_b
             span = np.concatenate([a[k][-int(a_s * _SR) :], pause, b[k][: int(b_s * _SR)]])
             outcomes[" ".join(r.label for r in diarizer.label_span(span, 60.0))] += 1
     spans = sum(outcomes.values())
-    # Before the windows were shared: 2 of 27 came out "S1 S2" and 11 opened "S3".
+    # Before this (short pieces, shared windows): 2 of 27 came out "S1 S2" and 9 opened "S3"; now 12 and 1.
     assert outcomes["S1 S2"] >= spans / 3, outcomes
     assert sum(n for labels, n in outcomes.items() if "S3" in labels) <= 2, outcomes
 
