@@ -8,6 +8,7 @@ import time
 import pytest
 from playwright.sync_api import expect
 
+from sessions_app import worker_leases
 from sessions_app.models import TranscriptionSession, Utterance
 from tests.browser.conftest import PASSWORD, sign_in, wait_until
 
@@ -205,6 +206,10 @@ def test_the_transcript_page_shows_the_refining_progress_then_the_final_transcri
     live = Utterance.objects.create(
         session=session, speaker=alice, sequence=1, start_s=0.0, end_s=2.0, text="helo wold"
     )
+    # The pass holds its lease while it works; a "refining" session whose lease nobody holds is
+    # lost work, and the site's worker (every BATCH_RECOVERY_S) would run the pass again.
+    lease = worker_leases.hold(worker_leases.PASS, session.pk)
+    assert lease is not None
     TranscriptionSession.objects.filter(pk=session.pk).update(transcript_state="refining", refine_progress=40)
     context = browser.new_context(viewport={"width": 1100, "height": 700})
     try:
@@ -231,3 +236,4 @@ def test_the_transcript_page_shows_the_refining_progress_then_the_final_transcri
         expect(page.locator("#refine-status")).to_be_hidden(timeout=30_000)
     finally:
         context.close()
+        lease.release()
