@@ -98,8 +98,8 @@ class EngineConfig:
         the speaker whose centroid is at least ``diarize_threshold`` similar, otherwise a new
         speaker if it lasts ``diarize_min_speaker_s`` or is unlike every voice heard (shorter
         ones go to the nearest voice); each change of speaker is moved to the pause between
-        words nearest it, in the final and in the timeline that refinement reads; two speakers whose centroids reach
-        ``diarize_merge_threshold`` become one. A label change also ends the refinement turn.
+        words nearest it, in the final and in the timeline that refinement reads; two speakers
+        whose centroids reach ``diarize_merge_threshold`` become one. A label change also ends the refinement turn.
         ``diarize_weights`` is the encoder's checkpoint ("" for the one in the resemblyzer wheel).
     Hallucination guards
         A segment is dropped when ``no_speech_prob > no_speech_threshold`` and

@@ -494,14 +494,11 @@ class Diarizer:
         turn and the start of the next is like both voices; each window goes to the nearer.
         """
         opts = self.options
-        live = [c for c in self._clusters if c.label not in self._alias and c.seconds >= opts.min_speaker_s]
-        if len(live) < 2 or piece.window_embeddings is None or len(piece.window_embeddings) < 2:
+        ranked = self._ranked(piece.embedding, settled=True)
+        if len(ranked) < 2 or piece.window_embeddings is None or len(piece.window_embeddings) < 2:
             return None
-        ranked = sorted(live, key=lambda c: float(c.centroid @ piece.embedding), reverse=True)
-        first, second = ranked[0], ranked[1]
-        if float(first.centroid @ piece.embedding) + self._margin(first) >= opts.threshold:
-            return None
-        if float(second.centroid @ piece.embedding) < opts.mixed_threshold:
+        (first_sim, first), (second_sim, second) = ranked[0], ranked[1]
+        if first_sim + self._margin(first) >= opts.threshold or second_sim < opts.mixed_threshold:
             return None
         nearer = [
             first.label if float(first.centroid @ e) >= float(second.centroid @ e) else second.label
@@ -523,11 +520,17 @@ class Diarizer:
             return opts.newborn_margin
         return opts.young_margin if cluster.seconds < opts.young_s else 0.0
 
+    def _ranked(self, embedding: np.ndarray, settled: bool = False) -> list[tuple[float, _Cluster]]:
+        """The live speakers (``settled``: heard ``min_speaker_s`` or more), most similar first."""
+        live = [c for c in self._clusters if c.label not in self._alias]
+        if settled:
+            live = [c for c in live if c.seconds >= self.options.min_speaker_s]
+        return sorted(((float(c.centroid @ embedding), c) for c in live), key=lambda pair: -pair[0])
+
     def _like_two(self, embedding: np.ndarray) -> bool:
         """Whether two known voices are both at least ``mixed_threshold`` similar: a mix, not someone new."""
-        live = [c for c in self._clusters if c.label not in self._alias]
-        sims = sorted((float(c.centroid @ embedding) for c in live), reverse=True)
-        return len(sims) >= 2 and sims[1] >= self.options.mixed_threshold
+        ranked = self._ranked(embedding)
+        return len(ranked) >= 2 and ranked[1][0] >= self.options.mixed_threshold
 
     def _cluster(self, label: str) -> _Cluster:
         label = self.current(label)
