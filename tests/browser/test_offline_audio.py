@@ -195,7 +195,10 @@ def test_when_the_server_cannot_continue_the_stream_the_kept_audio_starts_a_fres
     expect(page.locator("#problems")).to_contain_text("could not continue the stream", timeout=60_000)
     expect(page.locator("#connection-banner")).to_be_hidden(timeout=60_000)
     log = page.evaluate("window.streamLog")
-    assert [m["code"] for m in log["received"] if m["type"] == "stt_error"] == ["BAD_RESUME"]
+    codes = [m["code"] for m in log["received"] if m["type"] == "stt_error"]
+    # Until the server notices the cut connection, it still holds the old stream: a fresh start
+    # then gets ALREADY_STREAMING and the page tries again (seen once in CI on a busy machine).
+    assert codes[0] == "BAD_RESUME" and set(codes) <= {"BAD_RESUME", "ALREADY_STREAMING"}, codes
     first, fresh = [m for m in log["received"] if m["type"] == "stt_listening"][:2]
     assert fresh["resumed"] is False and fresh["stream_id"] != first["stream_id"]
 
